@@ -1,0 +1,238 @@
+"""Where the evaluator reads the world from.
+
+`FactSource` is the whole interface between decisions and state: the evaluator calls it lazily,
+once per fact per decision, and only for the facts the matched route reads. `StaticFacts` is the
+dry-run source (the `facts` mapping of decision tests, `--fact` and `decide(facts=...)`): what it is
+not given reads as a fresh state would. The live store provides another implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from policyrouter.diagnostics import closest
+from policyrouter.quantities import QuantityError, parse_count, parse_duration, parse_money, parse_share
+from policyrouter.registry import Registry
+
+MISSING: Any = object()
+
+
+class FactSource(Protocol):
+    """Facts about the world at decision time. Every method is cheap to call and pure for a decision."""
+
+    def quota_left(self, provider: str) -> float:
+        """Share (0..1) of the provider's quota left in its window; 1.0 for a provider without quota."""
+        ...
+
+    def spend(self, scope: str) -> float:
+        """USD spent in the scope's current window (`run`, `day`, `week`, `month`, a provider or model)."""
+        ...
+
+    def budget_left(self, scope: str) -> float:
+        """Share (0..1) of the scope's budget left."""
+        ...
+
+    def rate(self, kind: str, key: str) -> float:
+        """Requests (`rpm`) or tokens (`tpm`) used this minute by a provider or a `model@provider`."""
+        ...
+
+    def errors(self, provider: str) -> float: ...
+
+    def latency(self, provider: str) -> float | None:
+        """Median latency of recent calls, seconds; None when there are none."""
+        ...
+
+    def cooldown(self, provider: str) -> float:
+        """Seconds left of the provider's cooldown; 0 when it is not cooling down."""
+        ...
+
+    def in_flight(self, provider: str) -> float: ...
+
+    def round_robin(self, model: str) -> int: ...
+
+    def now(self) -> datetime:
+        """The decision time, aware, in the registry's timezone."""
+        ...
+
+    def custom(self, name: str, arg: str | None) -> Any:
+        """A value for a user-registered fact, or MISSING to have its function called."""
+        ...
+
+
+FACT_KEYS = (
+    "quota", "spend", "budget", "rpm", "tpm", "errors", "latency", "cooldown", "in_flight",
+    "round_robin", "hour", "weekday", "request_id",
+)  # fmt: skip
+
+
+class FactsError(ValueError):
+    """A dry-run facts mapping that does not fit; `path` is where in the mapping."""
+
+    def __init__(self, message: str, path: tuple[str, ...] = (), help: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.help = help
+
+
+class StaticFacts:
+    """Facts from a mapping, as in the spec's "Facts in a dry run"; the rest reads as a fresh state."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        facts: Mapping[str, Any] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        custom_names: frozenset[str] = frozenset(),
+    ) -> None:
+        self._registry = registry
+        tz = registry.settings.timezone
+        self._now = (clock or (lambda: datetime.now(timezone.utc)))().astimezone(tz)
+        self._quota: dict[str, float] = {}
+        self._spend: dict[str, float] = {}
+        self._budget: dict[str, float] = {}
+        self._rate: dict[tuple[str, str], float] = {}
+        self._errors: dict[str, float] = {}
+        self._latency: dict[str, float] = {}
+        self._cooldown: dict[str, float] = {}
+        self._in_flight: dict[str, float] = {}
+        self._round_robin: dict[str, int] = {}
+        self._custom: dict[str, Any] = {}
+        self.request_id: str | None = None
+        self._load(dict(facts or {}), custom_names)
+
+    # -- reading the mapping ------------------------------------------------------------------
+
+    def _load(self, facts: dict[str, Any], custom_names: frozenset[str]) -> None:
+        reg = self._registry
+        providers = tuple(reg.providers)
+        deployments = tuple(d.key for m in reg.models.values() for d in m.deployments)
+        scopes = (*reg.budgets, "run", "day", "week", "month", *providers, *reg.models)
+        per_key: dict[str, tuple[dict[Any, Any], Callable[[object], Any], tuple[str, ...]]] = {
+            "quota": (self._quota, parse_share, providers),
+            "spend": (self._spend, parse_money, scopes),
+            "budget": (self._budget, parse_share, tuple(reg.budgets)),
+            "errors": (self._errors, parse_count, providers),
+            "latency": (self._latency, parse_duration, providers),
+            "cooldown": (self._cooldown, parse_duration, providers),
+            "in_flight": (self._in_flight, parse_count, providers),
+            "round_robin": (self._round_robin, lambda v: int(parse_count(v)), tuple(reg.models)),
+        }
+        for key, value in facts.items():
+            if key in per_key:
+                target, parse, names = per_key[key]
+                for name, raw in _mapping(key, value).items():
+                    target[_name(key, name, names)] = _parse((key, name), parse, raw)
+            elif key in ("rpm", "tpm"):
+                for name, raw in _mapping(key, value).items():
+                    self._rate[(key, _name(key, name, providers + deployments))] = _parse(
+                        (key, name), parse_count, raw
+                    )
+            elif key in ("hour", "weekday"):
+                n = _parse((key,), parse_count, value)
+                lo, hi = (0, 23) if key == "hour" else (1, 7)
+                if not (lo <= n <= hi and n == int(n)):
+                    raise FactsError(f"`{key}` is a whole number from {lo} to {hi}", (key,))
+                self._custom[key] = int(n)
+            elif key == "request_id":
+                self.request_id = str(value)
+            elif key in custom_names:
+                self._custom[key] = value
+            else:
+                guess = closest(key, (*FACT_KEYS, *custom_names))
+                raise FactsError(
+                    f"unknown fact `{key}`", (key,), f"did you mean `{guess}`?" if guess else None
+                )
+
+    # -- FactSource ---------------------------------------------------------------------------
+
+    def quota_left(self, provider: str) -> float:
+        return self._quota.get(provider, 1.0)
+
+    def spend(self, scope: str) -> float:
+        if scope in self._spend:
+            return self._spend[scope]
+        budget = self._registry.budgets.get(scope)
+        if budget is not None and scope in self._budget:
+            return budget.usd * (1.0 - self._budget[scope])
+        return 0.0
+
+    def budget_left(self, scope: str) -> float:
+        if scope in self._budget:
+            return self._budget[scope]
+        budget = self._registry.budgets.get(scope)
+        if budget is None or budget.usd <= 0:
+            return 1.0 if budget is None or self.spend(scope) <= 0 else 0.0
+        return max(0.0, 1.0 - self.spend(scope) / budget.usd)
+
+    def rate(self, kind: str, key: str) -> float:
+        return self._rate.get((kind, key), 0.0)
+
+    def errors(self, provider: str) -> float:
+        return self._errors.get(provider, 0.0)
+
+    def latency(self, provider: str) -> float | None:
+        return self._latency.get(provider)
+
+    def cooldown(self, provider: str) -> float:
+        return self._cooldown.get(provider, 0.0)
+
+    def in_flight(self, provider: str) -> float:
+        return self._in_flight.get(provider, 0.0)
+
+    def round_robin(self, model: str) -> int:
+        return self._round_robin.get(model, 0)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def custom(self, name: str, arg: str | None) -> Any:
+        return self._custom.get(name, MISSING)
+
+
+def _mapping(key: str, value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise FactsError(f"`{key}` takes a mapping such as `{{{key}: {{NAME: VALUE}}}}`", (key,))
+    return value
+
+
+def _name(key: str, name: object, names: tuple[str, ...]) -> str:
+    if name in names:
+        return str(name)
+    guess = closest(str(name), names)
+    raise FactsError(
+        f"`{name}` is not a known name for `{key}`",
+        (key, str(name)),
+        f"did you mean `{guess}`?" if guess else f"expected one of: {', '.join(sorted(set(names)))}",
+    )
+
+
+def _parse(path: tuple[str, ...], parse: Callable[[object], Any], raw: object) -> Any:
+    try:
+        return parse(raw)
+    except QuantityError as e:
+        raise FactsError(str(e), path) from None
+
+
+def parse_fact_assignment(text: str) -> tuple[tuple[str, ...], str]:
+    """`quota.work=15%` → (("quota", "work"), "15%"), for `--fact`."""
+    if "=" not in text:
+        raise FactsError(f"`{text}` is not KEY=VALUE", help="write it like `quota.work=15%` or `hour=23`")
+    lhs, _, rhs = text.partition("=")
+    return tuple(p for p in lhs.strip().split(".") if p), rhs.strip()
+
+
+def facts_from_assignments(assignments: list[str]) -> dict[str, Any]:
+    """Fold `--fact` options into the facts mapping shape."""
+    out: dict[str, Any] = {}
+    for text in assignments:
+        path, value = parse_fact_assignment(text)
+        if len(path) == 1:
+            out[path[0]] = value
+        elif len(path) == 2:
+            out.setdefault(path[0], {})[path[1]] = value
+        else:
+            raise FactsError(f"`{text}`: a fact is `KEY=VALUE` or `KEY.NAME=VALUE`", help="e.g. `quota.work=15%`")
+    return out
