@@ -44,10 +44,20 @@ class Span:
 
     @property
     def text(self) -> str:
-        """The source text the span covers (its first line, for multi-line spans)."""
+        """The source text the span covers, its lines joined by single spaces."""
+        if self.end_line == self.line:
+            return self.source.line_text(self.line)[self.column - 1 : self.end_column - 1]
+        parts = [self.source.line_text(self.line)[self.column - 1 :]]
+        parts += [self.source.line_text(n) for n in range(self.line + 1, self.end_line)]
+        parts.append(self.source.line_text(self.end_line)[: self.end_column - 1])
+        return " ".join(p.strip() for p in parts if p.strip())
+
+    @property
+    def caret_width(self) -> int:
+        """How many carets mark the span on its first line."""
         line = self.source.line_text(self.line)
         end = self.end_column if self.end_line == self.line else len(line) + 1
-        return line[self.column - 1 : end - 1]
+        return max(1, end - self.column)
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.column}"
@@ -87,7 +97,7 @@ class Diagnostic:
         if self.span is not None:
             src = self.span.source.line_text(self.span.line)
             gutter = " " * len(str(self.span.line))
-            width = max(1, len(self.span.text))
+            width = self.span.caret_width
             lines += [
                 f"{gutter} |",
                 f"{self.span.line} | {src}",

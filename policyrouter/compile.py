@@ -1,0 +1,601 @@
+"""AST to evaluation tree, once: resolve names, check types and ranges, check reachability and
+route conflicts, then lower conditions to closures and give every registry model its route.
+
+`compile_program` returns the program and every diagnostic found (errors and warnings), so
+`check` and `load` run the very same passes and can never disagree.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from policyrouter import ast, program
+from policyrouter.diagnostics import Diagnostic, Span, did_you_mean
+from policyrouter.facts import MISSING
+from policyrouter.program import STRATEGIES, Condition, FactRef, ModelPlan, Program
+from policyrouter.registry import GLOBAL_BUDGETS, Registry
+
+Type = str  # share | money | count | duration | string | bool | error
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """A fact a user registers from Python: its type, and a function of its argument (or None)."""
+
+    type: Type
+    fn: Callable[[str | None], Any]
+    arg: str | None = None  # None, or what the argument names: provider | model | string
+
+
+@dataclass(frozen=True, slots=True)
+class _Builtin:
+    arg: str | None  # provider | budget | scope | string | None
+    type: Type
+
+
+BUILTIN_FACTS: Mapping[str, _Builtin] = {
+    "quota": _Builtin("provider", "share"),
+    "budget": _Builtin("budget", "share"),
+    "spend": _Builtin("scope", "money"),
+    "rpm": _Builtin("provider", "count"),
+    "tpm": _Builtin("provider", "count"),
+    "errors": _Builtin("provider", "count"),
+    "latency": _Builtin("provider", "duration"),
+    "tokens": _Builtin(None, "count"),
+    "tag": _Builtin("string", "bool"),
+    "hour": _Builtin(None, "count"),
+    "weekday": _Builtin(None, "count"),
+}
+
+_COMPARE: Mapping[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+}  # fmt: skip
+
+_TYPE_WORDS = {
+    "share": "a share (`20%`)",
+    "money": "money (`$5`)",
+    "count": "a number (`3`, `8k`)",
+    "duration": "a duration (`30s`)",
+    "string": 'a string (`"batch"`)',
+    "bool": "a condition (true or false)",
+}
+
+
+@dataclass(slots=True)
+class _Lowered:
+    """A lowered expression: its closure, type, the facts it reads, and its constant value if folded."""
+
+    fn: Condition
+    type: Type
+    facts: tuple[FactRef, ...] = ()
+    const: Any = MISSING
+
+
+def compile_program(
+    registry: Registry,
+    files: Sequence[ast.PolicyFile],
+    custom_facts: Mapping[str, Fact] | None = None,
+) -> tuple[Program | None, list[Diagnostic]]:
+    """Check and lower the policies. The program is None when any diagnostic is an error."""
+    compiler = _Compiler(registry, dict(custom_facts or {}))
+    routes = [compiler.route(r, lets) for f in files for r, lets in compiler.statements(f)]
+    plans = compiler.plans(routes)
+    diagnostics = compiler.diagnostics
+    if any(d.severity == "error" for d in diagnostics):
+        return None, diagnostics
+    return Program(registry, plans, tuple(r for r, _ in routes)), diagnostics
+
+
+class _Compiler:
+    def __init__(self, registry: Registry, custom: dict[str, Fact]) -> None:
+        self.registry = registry
+        self.custom = custom
+        self.diagnostics: list[Diagnostic] = []
+        self.budget_scopes = tuple(registry.budgets)
+        self.spend_scopes = tuple(dict.fromkeys((*GLOBAL_BUDGETS, *registry.budgets)))
+
+    def error(self, code: str, message: str, span: Span | None, help: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, "error", help))
+
+    def warn(self, code: str, message: str, span: Span | None, help: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, "warning", help))
+
+    # -- statements -----------------------------------------------------------------------------
+
+    def statements(self, file: ast.PolicyFile) -> Iterable[tuple[ast.Route, dict[str, _Lowered]]]:
+        """The file's routes, each with the `let`s defined before it (a `let` is visible after it)."""
+        lets: dict[str, _Lowered] = {}
+        for statement in file.statements:
+            if isinstance(statement, ast.Let):
+                name = statement.name
+                if name.name in lets:
+                    self.error("duplicate-let", f"`{name.name}` is already defined in this file", name.span)
+                elif name.name in BUILTIN_FACTS or name.name in self.custom:
+                    self.error("duplicate-let", f"`{name.name}` is the name of a fact", name.span,
+                               "pick another name for the `let`")  # fmt: skip
+                lets[name.name] = self.expr(statement.value, lets)
+            else:
+                yield statement, dict(lets)
+
+    def route(self, node: ast.Route, lets: dict[str, _Lowered]) -> tuple[program.Route, ast.Route]:
+        requires: set[str] = set()
+        clauses: list[program.Clause] = []
+        strategy: ast.Strategy | None = None
+        fallback: ast.Fallback | None = None
+        closed_by: Span | None = None  # the clause after which no action clause is reachable
+        for clause in node.clauses:
+            if isinstance(clause, ast.Requires):
+                requires.update(self.capabilities(clause.capabilities))
+            elif isinstance(clause, ast.Strategy):
+                if strategy is not None:
+                    self.error("duplicate-clause", "this route already has a `strategy`", clause.span,
+                               f"the first is at {strategy.span}")  # fmt: skip
+                strategy = clause
+                self.strategy(clause.name)
+            elif isinstance(clause, ast.Fallback):
+                if fallback is not None:
+                    self.error("duplicate-clause", "this route already has a `fallback`", clause.span,
+                               f"list every fallback model in the first, at {fallback.span}")  # fmt: skip
+                fallback = clause
+                for model in clause.models:
+                    self.model_name(model)
+            else:
+                lowered = self.clause(clause, node, lets)
+                if closed_by is not None:
+                    self.warn("unreachable-clause", "this clause can never fire", clause.span,
+                              f"the clause at {closed_by} always decides first")  # fmt: skip
+                elif lowered is None:
+                    continue
+                else:
+                    clauses.append(lowered)
+                    if _always_decides(lowered):
+                        closed_by = clause.span
+        compiled = program.Route(
+            target=node.target.name,
+            requires=frozenset(requires),
+            clauses=tuple(clauses),
+            strategy=strategy.name.name if strategy else "in_order",
+            fallbacks=tuple(m.name for m in fallback.models) if fallback else (),
+            span=node.span,
+        )
+        return compiled, node
+
+    def clause(self, clause: ast.Clause, route: ast.Route, lets: dict[str, _Lowered]) -> program.Clause | None:
+        if isinstance(clause, ast.When):
+            cond = self.expr(clause.condition, lets)
+            self.expect(cond, "bool", clause.condition, "a `when` condition")
+            if cond.const is False:
+                self.warn("unreachable-clause", "this condition is always false", clause.condition.span,
+                          "the clause can never fire: remove it")  # fmt: skip
+            action = self.action(clause.action, route)
+            otherwise = self.action(clause.otherwise, route) if clause.otherwise else None
+            condition = None if cond.const is True else cond.fn
+            return program.Clause("when", condition, clause.condition.span.text, cond.facts, action,
+                                  otherwise, clause.span)  # fmt: skip
+        if isinstance(clause, ast.Otherwise):
+            return program.Clause("otherwise", None, "", (), self.action(clause.action, route), None, clause.span)
+        if isinstance(clause, ast.Do):
+            return program.Clause("do", None, "", (), self.action(clause.action, route), None, clause.span)
+        return self.clause(ast.Do(clause, clause.span), route, lets)  # a bare action
+
+    def action(self, node: ast.Action, route: ast.Route) -> program.Action:
+        if isinstance(node, (ast.Prefer, ast.Only, ast.Avoid)):
+            verb = {ast.Prefer: "prefer", ast.Only: "only", ast.Avoid: "avoid"}[type(node)]
+            providers = [p for p in (self.provider(p) for p in node.providers) if p]
+            for ident in node.providers:
+                if ident.name in self.registry.providers:
+                    self.check_serves(ident, route)
+            text = f"{verb} {', '.join(p.name for p in node.providers)}"
+            return program.Action(verb, tuple(providers), text=text, span=node.span)  # type: ignore[arg-type]
+        if isinstance(node, ast.Use):
+            model = self.model_name(node.model)
+            return program.Action("use", model=model, text=f"use {node.model.name}", span=node.span)
+        return program.Action("deny", message=node.message, text=f'deny "{node.message}"', span=node.span)
+
+    # -- names ----------------------------------------------------------------------------------
+
+    def provider(self, ident: ast.Ident) -> str | None:
+        if ident.name in self.registry.providers:
+            return ident.name
+        self.error("unknown-provider", f"unknown provider `{ident.name}`", ident.span,
+                   did_you_mean(ident.name, self.registry.providers) or _choices(self.registry.providers))  # fmt: skip
+        return None
+
+    def model_name(self, ident: ast.Ident) -> str | None:
+        if ident.name in self.registry.models:
+            return ident.name
+        self.error("unknown-model", f"unknown model `{ident.name}`", ident.span,
+                   did_you_mean(ident.name, self.registry.models) or _choices(self.registry.models))  # fmt: skip
+        return None
+
+    def capabilities(self, idents: Iterable[ast.Ident]) -> list[str]:
+        known = self.registry.settings.capabilities
+        out = []
+        for ident in idents:
+            if ident.name in known:
+                out.append(ident.name)
+            else:
+                self.error("unknown-capability", f"unknown capability `{ident.name}`", ident.span,
+                           did_you_mean(ident.name, sorted(known))
+                           or "declare your own under `settings.capabilities` in registry.yaml")  # fmt: skip
+        return out
+
+    def strategy(self, ident: ast.Ident) -> None:
+        if ident.name not in STRATEGIES:
+            self.error("unknown-strategy", f"unknown strategy `{ident.name}`", ident.span,
+                       did_you_mean(ident.name, STRATEGIES) or _choices(STRATEGIES))  # fmt: skip
+
+    def check_serves(self, ident: ast.Ident, route: ast.Route) -> None:
+        models = self.models_matching(route.target.name)
+        served = {d.provider for m in models for d in self.registry.models[m].deployments}
+        if models and ident.name not in served:
+            what = f"`{route.target.name}`" if not route.is_glob else f"any model `{route.target.name}` matches"
+            self.warn("provider-not-serving", f"provider `{ident.name}` does not serve {what}", ident.span,
+                      f"{what} is served by {_names(sorted(served))}")  # fmt: skip
+
+    def models_matching(self, target: str) -> list[str]:
+        if "*" not in target:
+            return [target] if target in self.registry.models else []
+        return [m for m in self.registry.models if fnmatch.fnmatchcase(m, target)]
+
+    # -- expressions ----------------------------------------------------------------------------
+
+    def expect(self, lowered: _Lowered, want: Type, node: ast.Expr, what: str) -> None:
+        if lowered.type not in (want, "error"):
+            self.error("type-mismatch", f"{what} must be {_TYPE_WORDS[want]}, not {_TYPE_WORDS[lowered.type]}",
+                       node.span)  # fmt: skip
+
+    def expr(self, node: ast.Expr, lets: Mapping[str, _Lowered]) -> _Lowered:
+        if isinstance(node, ast.Literal):
+            if node.kind == "share" and not 0.0 <= float(node.value) <= 1.0:
+                self.error("share-out-of-range", f"a share is between 0% and 100%, not `{node.span.text}`",
+                           node.span)  # fmt: skip
+            value = node.value
+            return _Lowered(lambda ctx: value, node.kind, (), value)
+        if isinstance(node, ast.Name):
+            if node.name in lets:
+                return lets[node.name]
+            return self.fact(node.name, None, node.span, node)
+        if isinstance(node, ast.Call):
+            return self.fact(node.func.name, node.arg, node.func.span, node)
+        if isinstance(node, ast.Not):
+            inner = self.expr(node.operand, lets)
+            self.expect(inner, "bool", node.operand, "the operand of `not`")
+            fn = inner.fn
+            const = (not inner.const) if inner.const is not MISSING else MISSING
+            return _Lowered(lambda ctx: not fn(ctx), "bool", inner.facts, const)
+        if isinstance(node, (ast.And, ast.Or)):
+            return self.logical(node, lets)
+        if isinstance(node, ast.Compare):
+            return self.compare(node, lets)
+        return self.member(node, lets)
+
+    def logical(self, node: ast.And | ast.Or, lets: Mapping[str, _Lowered]) -> _Lowered:
+        word = "and" if isinstance(node, ast.And) else "or"
+        parts = [self.expr(op, lets) for op in node.operands]
+        for part, op in zip(parts, node.operands):
+            self.expect(part, "bool", op, f"each side of `{word}`")
+        facts = tuple(f for p in parts for f in p.facts)
+        fns = tuple(p.fn for p in parts)
+        consts = [p.const for p in parts]
+        if isinstance(node, ast.And):
+            const = False if False in consts else (True if all(c is True for c in consts) else MISSING)
+            return _Lowered(lambda ctx: all(f(ctx) for f in fns), "bool", facts, const)
+        const = True if True in consts else (False if all(c is False for c in consts) else MISSING)
+        return _Lowered(lambda ctx: any(f(ctx) for f in fns), "bool", facts, const)
+
+    def compare(self, node: ast.Compare, lets: Mapping[str, _Lowered]) -> _Lowered:
+        left, right = self.expr(node.left, lets), self.expr(node.right, lets)
+        self.same_type(left, right, node.right)
+        op = _COMPARE[node.op]
+        lf, rf = left.fn, right.fn
+        facts = left.facts + right.facts
+        if right.const is not MISSING:  # the usual `fact OP literal`: fold the literal in
+            value = right.const
+            if left.const is not MISSING:
+                return _Lowered(lambda ctx: op(left.const, value), "bool", facts, op(left.const, value))
+            return _Lowered(lambda ctx: op(lf(ctx), value), "bool", facts)
+        return _Lowered(lambda ctx: op(lf(ctx), rf(ctx)), "bool", facts)
+
+    def member(self, node: ast.In, lets: Mapping[str, _Lowered]) -> _Lowered:
+        left = self.expr(node.left, lets)
+        options = [self.expr(o, lets) for o in node.options]
+        for option, option_node in zip(options, node.options):
+            self.same_type(left, option, option_node)
+        lf = left.fn
+        facts = left.facts + tuple(f for o in options for f in o.facts)
+        if all(o.const is not MISSING for o in options):
+            values = frozenset(o.const for o in options)
+            return _Lowered(lambda ctx: lf(ctx) in values, "bool", facts)
+        fns = tuple(o.fn for o in options)
+        return _Lowered(lambda ctx: lf(ctx) in {f(ctx) for f in fns}, "bool", facts)
+
+    def same_type(self, left: _Lowered, right: _Lowered, node: ast.Expr) -> None:
+        if "error" in (left.type, right.type) or left.type == right.type:
+            return
+        help = None
+        if left.type == "share" and right.type == "count":
+            help = "shares are written with `%`, e.g. `20%`"
+        elif left.type == "money" and right.type == "count":
+            help = "money is written with `$`, e.g. `$5`"
+        elif left.type == "duration" and right.type == "count":
+            help = "durations take a unit, e.g. `800ms` or `2s`"
+        self.error("type-mismatch",
+                   f"cannot compare {_TYPE_WORDS[left.type]} with {_TYPE_WORDS[right.type]}", node.span, help)  # fmt: skip
+
+    # -- facts ----------------------------------------------------------------------------------
+
+    def fact(self, name: str, arg: ast.Ident | ast.Literal | None, span: Span, node: ast.Expr) -> _Lowered:
+        if name in self.custom:
+            return self.custom_fact(name, self.custom[name], arg, node)
+        spec = BUILTIN_FACTS.get(name)
+        if spec is None:
+            self.error("unknown-fact", f"unknown fact `{name}`", span,
+                       did_you_mean(name, (*BUILTIN_FACTS, *self.custom)))  # fmt: skip
+            return _Lowered(lambda ctx: None, "error")
+        if spec.arg is None:
+            if arg is not None:
+                self.error("fact-argument", f"`{name}` takes no argument", node.span, f"write `{name}`")
+            return _request_or_clock_fact(name)
+        if arg is None:
+            self.error("fact-argument", f"`{name}` takes an argument", node.span,
+                       f"e.g. `{name}({_example_arg(spec.arg)})`")  # fmt: skip
+            return _Lowered(lambda ctx: None, "error")
+        if spec.arg == "string":
+            if not (isinstance(arg, ast.Literal) and arg.kind == "string"):
+                self.error("fact-argument", f"`{name}` takes a string", arg.span, f'write `{name}("{_arg_text(arg)}")`')
+                return _Lowered(lambda ctx: None, "error")
+            tag = str(arg.value)
+            label = f'{name}("{tag}")'
+            return _Lowered(lambda ctx: tag in ctx.request.tags, "bool",
+                            (FactRef(label, None, "bool", lambda ctx: tag in ctx.request.tags),))  # fmt: skip
+        if not isinstance(arg, ast.Ident):
+            self.error("fact-argument", f"`{name}` takes a name, not a string", arg.span,
+                       f"write `{name}({arg.value})`")  # fmt: skip
+            return _Lowered(lambda ctx: None, "error")
+        resolved = self.fact_arg(name, spec.arg, arg)
+        if resolved is None:
+            return _Lowered(lambda ctx: None, "error")
+        return _source_fact(name, resolved, spec.type)
+
+    def fact_arg(self, fact: str, kind: str, arg: ast.Ident) -> str | None:
+        reg = self.registry
+        if kind == "provider":
+            provider = self.provider(arg)
+            if provider and fact == "quota" and reg.providers[provider].quota is None:
+                self.warn("no-quota", f"provider `{provider}` has no quota, so `quota({provider})` is always 100%",
+                          arg.span, f"declare `quota:` for `{provider}` in registry.yaml")  # fmt: skip
+            return provider
+        if kind == "budget":
+            if arg.name in reg.budgets:
+                return arg.name
+            self.error("unknown-budget", f"no budget named `{arg.name}`", arg.span,
+                       did_you_mean(arg.name, reg.budgets) or _budget_help(reg.budgets))  # fmt: skip
+            return None
+        if arg.name in self.spend_scopes:  # spend(S)
+            return arg.name
+        self.error("unknown-budget", f"`{arg.name}` has no spending window", arg.span,
+                   did_you_mean(arg.name, self.spend_scopes)
+                   or f"`spend` takes `run`, `day`, `week`, `month` or a budget: {_names(reg.budgets)}")  # fmt: skip
+        return None
+
+    def custom_fact(self, name: str, fact: Fact, arg: ast.Ident | ast.Literal | None, node: ast.Expr) -> _Lowered:
+        if (fact.arg is None) != (arg is None):
+            self.error("fact-argument", f"`{name}` takes {'no argument' if fact.arg is None else 'an argument'}",
+                       node.span)  # fmt: skip
+            return _Lowered(lambda ctx: None, "error")
+        value = None if arg is None else str(arg.value if isinstance(arg, ast.Literal) else arg.name)
+        key = name if value is None else f"{name}.{value}"
+        fn = fact.fn
+
+        def fetch(ctx: Any) -> Any:
+            got = ctx.facts.custom(name, value)
+            return fn(value) if got is MISSING else got
+
+        read = _memo(key, fetch)
+        return _Lowered(read, fact.type, (FactRef(node.span.text, key, fact.type, read),))
+
+    # -- across routes --------------------------------------------------------------------------
+
+    def plans(self, routes: list[tuple[program.Route, ast.Route]]) -> dict[str, ModelPlan]:
+        reg = self.registry
+        exact: dict[str, tuple[program.Route, ast.Route]] = {}
+        globs: list[tuple[program.Route, ast.Route]] = []
+        for compiled, node in routes:
+            name = node.target.name
+            if node.is_glob:
+                globs.append((compiled, node))
+            elif name in exact:
+                self.error("duplicate-route", f"a second route for `{name}`", node.target.span,
+                           f"the first is at {exact[name][1].target.span}; merge them into one route")  # fmt: skip
+            else:
+                exact[name] = (compiled, node)
+                self.model_name(node.target)
+        chosen: dict[str, program.Route] = {m: exact[m][0] for m in reg.models if m in exact}
+        self.match_globs(globs, exact, chosen)
+        plans = {}
+        for name, model in reg.models.items():
+            route = chosen.get(name, program.EMPTY_ROUTE)
+            budgets = {d.key: reg.budgets_for(d) for d in model.deployments}
+            plans[name] = ModelPlan(model, route, budgets, model.deployments)
+        self.cycles(plans, routes)
+        self.unpriced_budgets()
+        return plans
+
+    def match_globs(self, globs: list[tuple[program.Route, ast.Route]], exact: Mapping[str, Any],
+                    chosen: dict[str, program.Route]) -> None:  # fmt: skip
+        by_model: dict[str, tuple[int, ast.Route, program.Route]] = {}
+        seen: dict[str, ast.Route] = {}
+        for compiled, node in globs:
+            target = node.target.name
+            if target in seen:
+                self.error("duplicate-route", f"a second route for `{target}`", node.target.span,
+                           f"the first is at {seen[target].target.span}; merge them into one route")  # fmt: skip
+                continue
+            seen[target] = node
+            matched = self.models_matching(target)
+            literal = len(target.replace("*", ""))
+            for model in matched:
+                current = by_model.get(model)
+                if current and current[0] == literal:
+                    self.error("glob-conflict", f"`{target}` and `{current[1].target.name}` both match `{model}` "
+                               "and are as specific as each other", node.target.span,
+                               f"the other is at {current[1].target.span}; make one of them more specific")  # fmt: skip
+                elif current is None or literal > current[0]:
+                    by_model[model] = (literal, node, compiled)
+            if not matched:
+                self.warn("unused-route", f"`{target}` matches no model in the registry", node.target.span)
+            elif all(m in exact for m in matched):
+                self.warn("shadowed-route", f"every model `{target}` matches has a route of its own",
+                          node.target.span, "this route never applies")  # fmt: skip
+        for model, (_, _, compiled) in by_model.items():
+            chosen.setdefault(model, compiled)
+
+    def cycles(self, plans: Mapping[str, ModelPlan], routes: list[tuple[program.Route, ast.Route]]) -> None:
+        """Fallback and `use` chains must not loop back: each loop is an error at the edge closing it."""
+        spans: dict[tuple[str, str, str], Span] = {}
+        for _compiled, node in routes:
+            for clause in node.clauses:
+                if isinstance(clause, ast.Fallback):
+                    for m in clause.models:
+                        spans.setdefault(("fallback", node.target.name, m.name), m.span)
+                for action in _actions(clause):
+                    if isinstance(action, ast.Use):
+                        spans.setdefault(("use", node.target.name, action.model.name), action.model.span)
+        for kind in ("fallback", "use"):
+            edges = {name: _edges(plan.route, kind) for name, plan in plans.items()}
+            reported: set[tuple[str, str]] = set()
+            for start in plans:
+                for a, b, path in _cycle_edges(start, edges):
+                    route = plans[a].route
+                    span = spans.get((kind, route.target, b))
+                    if (route.target, b) in reported or span is None:
+                        continue
+                    reported.add((route.target, b))
+                    self.error(f"{kind}-cycle", f"{kind} cycle: {' → '.join(path)}", span,
+                               "a model cannot fall back to itself; end the chain with a model that has no "
+                               + kind)  # fmt: skip
+
+    def unpriced_budgets(self) -> None:
+        reg = self.registry
+        for model in reg.models.values():
+            for d in model.deployments:
+                hard = [b for b in reg.budgets_for(d) if b.hard]
+                if d.price is None and hard:
+                    names = _names(b.name for b in hard)
+                    self.warn("unpriced-hard-budget", f"`{d}` has no known price, but hard budget {names} applies",
+                              d.span, "give the model a `price:` in registry.yaml; until then "
+                              f"`settings.unknown_price: {reg.settings.unknown_price}` decides")  # fmt: skip
+
+
+# -- lowering helpers ---------------------------------------------------------------------------
+
+
+def _memo(key: str, fetch: Callable[[Any], Any]) -> Condition:
+    """A reader that fetches a fact once per decision and records it among the facts read."""
+
+    def read(ctx: Any) -> Any:
+        seen = ctx.read
+        if key in seen:
+            return seen[key]
+        value = seen[key] = fetch(ctx)
+        return value
+
+    return read
+
+
+def _source_fact(name: str, arg: str, kind: Type) -> _Lowered:
+    key = f"{name}.{arg}"
+    fetchers: Mapping[str, Callable[[Any], Any]] = {
+        "quota": lambda ctx: ctx.facts.quota_left(arg),
+        "budget": lambda ctx: ctx.facts.budget_left(arg),
+        "spend": lambda ctx: ctx.facts.spend(arg),
+        "rpm": lambda ctx: ctx.facts.rate("rpm", arg),
+        "tpm": lambda ctx: ctx.facts.rate("tpm", arg),
+        "errors": lambda ctx: ctx.facts.errors(arg),
+        "latency": lambda ctx: ctx.facts.latency(arg) or 0.0,
+    }
+    read = _memo(key, fetchers[name])
+    return _Lowered(read, kind, (FactRef(f"{name}({arg})", key, kind, read),))
+
+
+def _request_or_clock_fact(name: str) -> _Lowered:
+    if name == "tokens":
+        fn: Condition = lambda ctx: ctx.request.tokens  # noqa: E731
+        return _Lowered(fn, "count", (FactRef("tokens", None, "count", fn),))
+
+    def clock(ctx: Any) -> int:
+        given = ctx.facts.custom(name, None)
+        if given is not MISSING:
+            return int(given)
+        now = ctx.facts.now()
+        return now.hour if name == "hour" else now.isoweekday()
+
+    read = _memo(name, clock)
+    return _Lowered(read, "count", (FactRef(name, name, "count", read),))
+
+
+def _always_decides(clause: program.Clause) -> bool:
+    return clause.condition is None or clause.otherwise is not None
+
+
+def _actions(clause: ast.Clause) -> tuple[ast.Action, ...]:
+    if isinstance(clause, ast.When):
+        return (clause.action,) + ((clause.otherwise,) if clause.otherwise else ())
+    if isinstance(clause, (ast.Otherwise, ast.Do)):
+        return (clause.action,)
+    return ()
+
+
+def _edges(route: program.Route, kind: str) -> tuple[str, ...]:
+    if kind == "fallback":
+        return route.fallbacks
+    return tuple(
+        a.model
+        for c in route.clauses
+        for a in (c.action, c.otherwise)
+        if a is not None and a.verb == "use" and a.model is not None
+    )
+
+
+def _cycle_edges(start: str, edges: Mapping[str, tuple[str, ...]]) -> Iterable[tuple[str, str, list[str]]]:
+    """Each edge (a, b) that closes a loop back to `start`, with the loop's path."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    visited: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in edges.get(node, ()):
+            if nxt == start:
+                yield node, nxt, [*path, nxt]
+            elif nxt not in visited:
+                visited.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+
+
+def _names(names: Iterable[str]) -> str:
+    listed = [f"`{n}`" for n in names]
+    return ", ".join(listed) if listed else "nothing"
+
+
+def _choices(names: Iterable[str]) -> str:
+    return f"expected one of {_names(names)}"
+
+
+def _budget_help(budgets: Iterable[str]) -> str:
+    names = list(budgets)
+    if not names:
+        return "the registry declares no budgets: add one under `budgets:` in registry.yaml"
+    return f"the registry's budgets are {_names(names)}"
+
+
+def _example_arg(kind: str) -> str:
+    return {"provider": "work", "budget": "month", "scope": "run"}.get(kind, "x")
+
+
+def _arg_text(arg: ast.Ident | ast.Literal) -> str:
+    return arg.name if isinstance(arg, ast.Ident) else str(arg.value)
+

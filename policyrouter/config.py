@@ -1,0 +1,92 @@
+"""A config directory: `registry.yaml`, `*.policy` files and decision tests under `tests/`.
+
+`load_config` runs the whole front half of the pipeline (read → parse → compile) and keeps every
+diagnostic instead of stopping at the first, so `check` can show them all at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from policyrouter import ast
+from policyrouter.compile import Fact, compile_program
+from policyrouter.diagnostics import Diagnostic
+from policyrouter.errors import ConfigError
+from policyrouter.parse import parse_policy
+from policyrouter.program import Program
+from policyrouter.registry import Registry
+
+REGISTRY_FILE = "registry.yaml"
+
+
+@dataclass
+class Config:
+    directory: Path
+    registry: Registry | None
+    files: list[ast.PolicyFile]
+    program: Program | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    custom_facts: Mapping[str, Fact] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    def test_files(self) -> list[Path]:
+        tests = self.directory / "tests"
+        return sorted(tests.glob("*.yaml")) + sorted(tests.glob("*.yml")) if tests.is_dir() else []
+
+
+def display_path(path: Path) -> str:
+    """Paths in messages are relative to the working directory when they can be."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def config_dirs(root: Path) -> list[Path]:
+    """`root` itself when it holds a registry, else every directory below it that does."""
+    if (root / REGISTRY_FILE).is_file() or not root.is_dir():
+        return [root]
+    found = sorted(p.parent for p in root.rglob(REGISTRY_FILE) if ".policyrouter" not in p.parts)
+    return found or [root]
+
+
+def load_config(directory: Path, custom_facts: Mapping[str, Fact] | None = None) -> Config:
+    from policyrouter.registry_schema import load_registry
+
+    registry_path = directory / REGISTRY_FILE
+    if not directory.is_dir():
+        problem = Diagnostic("config-missing", f"`{display_path(directory)}` is not a directory",
+                             path=display_path(directory))  # fmt: skip
+        return Config(directory, None, [], None, [problem], dict(custom_facts or {}))
+    diagnostics: list[Diagnostic] = []
+    registry = None
+    try:
+        registry = load_registry(Path(display_path(registry_path)))
+    except ConfigError as e:
+        diagnostics += e.diagnostics
+    files = []
+    policy_paths = sorted(directory.glob("*.policy"))
+    if not policy_paths:
+        diagnostics.append(Diagnostic("no-policies", f"no `*.policy` file in `{display_path(directory)}`",
+                                      severity="warning", path=display_path(directory),
+                                      help="every model is routed by registry order"))  # fmt: skip
+    for path in policy_paths:
+        try:
+            files.append(parse_policy(path.read_text(encoding="utf-8"), display_path(path)))
+        except ConfigError as e:
+            diagnostics += e.diagnostics
+        except (OSError, UnicodeDecodeError) as e:
+            diagnostics.append(Diagnostic("config-unreadable", f"cannot read the file: {e}", path=display_path(path)))
+    program = None
+    if registry is not None:
+        program, found = compile_program(registry, files, custom_facts)
+        diagnostics += found
+        if any(d.severity == "error" for d in diagnostics):
+            program = None
+    return Config(directory, registry, files, program, diagnostics, dict(custom_facts or {}))

@@ -1,0 +1,305 @@
+"""The request path: (compiled program, request, facts) → Decision.
+
+Pure and deterministic for given facts: every fact is fetched at most once per decision, through
+the `FactSource`, and only when a condition, an eligibility check or a strategy needs it.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import replace
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from policyrouter.decision import ConditionResult, Decision, Exclusion, Request, Step
+from policyrouter.diagnostics import closest
+from policyrouter.errors import DecisionError
+from policyrouter.facts import FactSource
+from policyrouter.program import Action, Clause, ModelPlan, Program
+from policyrouter.quantities import format_quantity
+from policyrouter.registry import Deployment, Registry
+
+
+class Context:
+    """One decision's view of the world: the request, the fact source and the facts read so far."""
+
+    __slots__ = ("costs", "facts", "read", "registry", "request")
+
+    def __init__(self, registry: Registry, request: Request, facts: FactSource) -> None:
+        self.registry = registry
+        self.request = request
+        self.facts = facts
+        self.read: dict[str, Any] = {}
+        self.costs: dict[str, float | None] = {}
+
+    def fact(self, key: str, fetch: Callable[[], Any]) -> Any:
+        read = self.read
+        if key in read:
+            return read[key]
+        value = read[key] = fetch()
+        return value
+
+    def quota_left(self, provider: str) -> float:
+        return self.fact("quota." + provider, lambda: self.facts.quota_left(provider))
+
+    def budget_left(self, scope: str) -> float:
+        return self.fact("budget." + scope, lambda: self.facts.budget_left(scope))
+
+    def rate(self, kind: str, key: str) -> float:
+        return self.fact(f"{kind}.{key}", lambda: self.facts.rate(kind, key))
+
+    def cooldown(self, provider: str) -> float:
+        return self.fact("cooldown." + provider, lambda: self.facts.cooldown(provider))
+
+    def output_tokens(self) -> int:
+        req = self.request
+        return req.max_tokens if req.max_tokens is not None else self.registry.settings.estimated_output_tokens
+
+    def cost(self, d: Deployment) -> float | None:
+        """Estimated cost of this request on the deployment; None when its price is unknown."""
+        if d.key not in self.costs:
+            self.costs[d.key] = None if d.price is None else d.price.cost(self.request.tokens, self.output_tokens())
+        return self.costs[d.key]
+
+
+def decide(program: Program, request: Request, facts: FactSource) -> Decision:
+    """Route one request. Returns a decision, or raises DecisionError with a stable code."""
+    ctx = Context(program.registry, request, facts)
+    walk = _Walk(program, ctx)
+    if request.model not in program.plans:
+        known = program.registry.models
+        guess = closest(request.model, known)
+        raise DecisionError(
+            "unknown_model",
+            f"unknown model `{request.model}`" + (f"; did you mean `{guess}`?" if guess else ""),
+            known_models=list(known),
+        )
+    walk.visit(request.model, request.requires, "request")
+    decision = Decision(request, tuple(walk.order), tuple(walk.excluded), tuple(walk.steps), ctx.read)
+    if walk.denied is not None:
+        error = DecisionError("denied", walk.denied)
+    elif not walk.order:
+        error = _refusal(program, decision, walk)
+    else:
+        return decision
+    error.decision = replace(decision, error=error)
+    raise error
+
+
+class _Walk:
+    """Routes the requested model, then its `use` targets and fallbacks, collecting the order."""
+
+    def __init__(self, program: Program, ctx: Context) -> None:
+        self.program = program
+        self.ctx = ctx
+        self.order: list[Deployment] = []
+        self.placed: set[str] = set()
+        self.excluded: list[Exclusion] = []
+        self.steps: list[Step] = []
+        self.visited: set[str] = set()
+        self.denied: str | None = None
+        self.requires_seen: frozenset[str] = frozenset()
+
+    def visit(self, model: str, requires: frozenset[str], via: str) -> None:
+        plan = self.program.plans[model]
+        route = plan.route
+        if model in self.visited:
+            return  # a cycle, or reached twice: each model's deployments appear once
+        self.visited.add(model)
+        requires = requires | route.requires
+        self.requires_seen = self.requires_seen | requires
+        conditions, fired, action = self.clauses(route.clauses)
+        if action is not None and action.verb == "use" and action.model is not None:
+            self.steps.append(Step(model, via, route, conditions, fired, action, (), f"routed as `{action.model}`"))
+            self.visit(action.model, requires, "use" if via == "request" else via)
+            return
+        if action is not None and action.verb == "deny":
+            self.steps.append(Step(model, via, route, conditions, fired, action, (), f"denied: {action.message}"))
+            if via == "fallback":
+                for d in plan.deployments:
+                    self.excluded.append(Exclusion(d, "denied", f"denied by {fired_at(fired)}: {action.message}"))
+            elif self.denied is None:
+                self.denied = action.message or "denied"
+            return
+        eligible = self.eligible(plan, requires, action)
+        ordered = self.arrange(plan, eligible, action)
+        self.steps.append(Step(model, via, route, conditions, fired, action, tuple(ordered)))
+        for d in ordered:
+            if d.key not in self.placed:
+                self.placed.add(d.key)
+                self.order.append(d)
+        for fallback in route.fallbacks:
+            self.visit(fallback, requires, "fallback")
+
+    def clauses(self, clauses: tuple[Clause, ...]) -> tuple[tuple[ConditionResult, ...], Clause | None, Action | None]:
+        results: list[ConditionResult] = []
+        for clause in clauses:
+            if clause.condition is None:
+                return tuple(results), clause, clause.action
+            value = bool(clause.condition(self.ctx))
+            results.append(ConditionResult(clause, value))
+            if value:
+                return tuple(results), clause, clause.action
+            if clause.otherwise is not None:
+                return tuple(results), clause, clause.otherwise
+        return tuple(results), None, None
+
+    # -- eligibility ----------------------------------------------------------------------------
+
+    def eligible(self, plan: ModelPlan, requires: frozenset[str], action: Action | None) -> list[Deployment]:
+        out = []
+        only = action.providers if action is not None and action.verb == "only" else None
+        for d in plan.deployments:
+            reason = self.ineligible(plan, d, requires)
+            if reason is not None:
+                self.excluded.append(Exclusion(d, *reason))
+            elif only is not None and d.provider not in only:
+                self.excluded.append(Exclusion(d, "only", f"not named by `{action.text if action else ''}`"))
+            else:
+                out.append(d)
+        return out
+
+    def ineligible(self, plan: ModelPlan, d: Deployment, requires: frozenset[str]) -> tuple[str, str] | None:
+        """Why this deployment cannot serve the request, or None. Budgets come last, so an exclusion
+        coded `budget` or `unknown_price` means nothing else stood in the way."""
+        ctx = self.ctx
+        reg = ctx.registry
+        missing = requires - d.capabilities
+        if missing:
+            return "capability", f"lacks {_listing(sorted(missing))}"
+        needed = ctx.request.tokens + (ctx.request.max_tokens or 0)
+        if d.context_window is not None and needed > d.context_window:
+            return "context_window", (
+                f"context window {format_quantity('count', d.context_window)} < {format_quantity('count', needed)} "
+                "tokens"
+            )
+        provider = reg.providers[d.provider]
+        quota = provider.quota
+        if quota is not None and quota.hard:
+            share = ctx.quota_left(d.provider)
+            left = share * quota.limit
+            need = {"tokens": ctx.request.tokens + ctx.output_tokens(), "requests": 1.0}.get(quota.unit)
+            if need is None:
+                need = ctx.cost(d) or 0.0
+            if left <= 0 or left < need:
+                used = "used up" if left <= 0 else f"{format_quantity('share', share)} left, less than this request needs"
+                return "quota", f"`{d.provider}` quota {used} ({quota.window} window)"
+        for kind, own, shared in (("rpm", d.rpm, provider.rpm), ("tpm", d.tpm, provider.tpm)):
+            for key, limit in ((d.key, own), (d.provider, shared)):
+                if limit is not None and ctx.rate(kind, key) >= limit:
+                    frees = _next_minute(ctx.facts.now())
+                    return "rate_limit", (
+                        f"{kind} limit of `{key}` reached ({format_quantity('count', ctx.rate(kind, key))}"
+                        f"/{format_quantity('count', limit)}), frees at {frees:%H:%M:%S}"
+                    )
+        cooling = ctx.cooldown(d.provider)
+        if cooling > 0:
+            return "cooldown", f"`{d.provider}` is cooling down after failures ({format_quantity('duration', cooling)} left)"
+        for budget in plan.budgets[d.key]:
+            if not budget.hard:
+                continue
+            cost = ctx.cost(d)
+            if cost is None:
+                if reg.settings.unknown_price == "deny":
+                    return "unknown_price", f"price unknown while hard budget `{budget.name}` applies"
+                continue
+            left = ctx.budget_left(budget.name) * budget.usd
+            if cost > 0 and cost > left:
+                return "budget", (
+                    f"would break hard budget `{budget.name}` ({format_quantity('money', left)} of "
+                    f"{format_quantity('money', budget.usd)} left, this request ≈ {format_quantity('money', cost)})"
+                )
+        return None
+
+    # -- ordering -------------------------------------------------------------------------------
+
+    def arrange(self, plan: ModelPlan, eligible: list[Deployment], action: Action | None) -> list[Deployment]:
+        strategy = plan.route.strategy
+        if action is None or action.verb not in ("prefer", "only", "avoid"):
+            return self.by_strategy(strategy, plan.model.name, eligible)
+        listed = action.providers
+        named = [d for p in listed for d in eligible if d.provider == p]
+        rest = [d for d in eligible if d.provider not in listed]
+        if action.verb == "only":
+            return named
+        if action.verb == "prefer":
+            return named + self.by_strategy(strategy, plan.model.name, rest)
+        return self.by_strategy(strategy, plan.model.name, rest) + named
+
+    def by_strategy(self, strategy: str, model: str, deployments: list[Deployment]) -> list[Deployment]:
+        if len(deployments) < 2 or strategy == "in_order":
+            return deployments
+        ctx = self.ctx
+        if strategy == "round_robin":
+            position = ctx.fact("round_robin." + model, lambda: ctx.facts.round_robin(model)) % len(deployments)
+            return deployments[position:] + deployments[:position]
+        if strategy == "most_remaining":
+            return sorted(deployments, key=self._remaining_key)
+        if strategy == "cheapest":
+            return sorted(deployments, key=lambda d: _or_inf(ctx.cost(d)))
+        if strategy == "fastest":
+            return sorted(deployments, key=lambda d: _or_inf(self._latency(d.provider)))
+        if strategy == "least_busy":
+            return sorted(deployments, key=lambda d: self._in_flight(d.provider))
+        return self._weighted(model, deployments)
+
+    def _remaining_key(self, d: Deployment) -> float:
+        provider = self.ctx.registry.providers[d.provider]
+        return -(self.ctx.quota_left(d.provider) if provider.quota is not None else 1.0)
+
+    def _latency(self, provider: str) -> float | None:
+        return self.ctx.fact("latency." + provider, lambda: self.ctx.facts.latency(provider))
+
+    def _in_flight(self, provider: str) -> float:
+        return self.ctx.fact("in_flight." + provider, lambda: self.ctx.facts.in_flight(provider))
+
+    def _weighted(self, model: str, deployments: list[Deployment]) -> list[Deployment]:
+        """Weighted random order without replacement (Efraimidis–Spirakis), seeded by the request id."""
+        rng = random.Random(zlib.crc32(f"{self.ctx.request.request_id}\0{model}".encode()))
+        return sorted(deployments, key=lambda d: -(rng.random() ** (1.0 / d.weight)))
+
+
+def _refusal(program: Program, decision: Decision, walk: _Walk) -> DecisionError:
+    """Which refusal, by the spec's rule: capability, then budget, then no route."""
+    excluded = decision.excluded
+    candidates = [e for e in excluded if e.code != "denied"]
+    if candidates and all(e.code == "capability" for e in candidates):
+        needed = sorted(walk.requires_seen)
+        offering = [
+            m.name for m in program.registry.models.values() if walk.requires_seen <= m.capabilities
+        ]
+        return DecisionError(
+            "unsupported_capability",
+            f"no deployment of `{decision.request.model}` or its fallbacks offers {_listing(needed)}"
+            + (f"; models that do: {_listing(offering)}" if offering else "; no model in the registry does"),
+            decision,
+            capabilities=needed,
+            models=offering,
+        )
+    if any(e.code in ("budget", "unknown_price") for e in excluded):
+        return DecisionError(
+            "budget_exceeded",
+            f"every deployment of `{decision.request.model}` that could serve would break a hard budget: "
+            + "; ".join(f"{e.deployment.key}: {e.reason}" for e in excluded if e.code in ("budget", "unknown_price")),
+            decision,
+        )
+    reasons = "; ".join(f"{e.deployment.key}: {e.reason}" for e in excluded) or "no deployment"
+    return DecisionError("no_route", f"no eligible deployment for `{decision.request.model}`: {reasons}", decision)
+
+
+def fired_at(clause: Clause | None) -> str:
+    return str(clause.span) if clause is not None and clause.span is not None else "the route"
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def _or_inf(value: float | None) -> float:
+    return float("inf") if value is None else value
+
+
+def _next_minute(now: datetime) -> datetime:
+    return now.replace(second=0, microsecond=0) + timedelta(minutes=1)

@@ -1,0 +1,295 @@
+"""Text to AST: Lark's LALR parser over `grammar/policy.lark`, built once, with positions.
+
+Syntax errors become diagnostics that say, in the language's own words, what was expected.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.tree import Meta
+
+from policyrouter import ast
+from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
+from policyrouter.errors import ConfigError
+from policyrouter.quantities import QuantityError, parse_quantity
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# A wheel carries the grammar inside the package; a source checkout has it at the top level.
+_GRAMMAR_PATHS = (_PACKAGE_DIR / "grammar" / "policy.lark", _PACKAGE_DIR.parent / "grammar" / "policy.lark")
+
+CLAUSE_KEYWORDS = ("requires", "when", "otherwise", "prefer", "only", "avoid", "use", "deny", "strategy", "fallback")
+
+
+def grammar_path() -> Path:
+    for path in _GRAMMAR_PATHS:
+        if path.is_file():
+            return path
+    raise FileNotFoundError("policy.lark is missing from the policyrouter installation")
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+
+
+class _SyntaxProblem(Exception):
+    """A problem found while building the AST (a bad quantity, an `else` that cannot repeat a verb)."""
+
+    def __init__(self, message: str, span: Span, help: str | None = None) -> None:
+        self.diagnostic = Diagnostic("syntax", message, span, help=help)
+
+
+def parse_policy(text: str, path: str = "<policy>") -> ast.PolicyFile:
+    """Parse one policy file. Raises ConfigError with a `syntax` diagnostic on bad input."""
+    source = Source(path, text)
+    comments: list[tuple[int, str]] = []
+
+    try:
+        tree = _parse_collecting(text, comments)
+        statements = _ToAst(source).transform(tree)
+    except UnexpectedInput as e:
+        raise ConfigError([_syntax_diagnostic(e, source)]) from None
+    except VisitError as e:
+        if isinstance(e.orig_exc, _SyntaxProblem):
+            raise ConfigError([e.orig_exc.diagnostic]) from None
+        raise
+    return ast.PolicyFile(tuple(statements), source, tuple(comments))
+
+
+def _parse_collecting(text: str, comments: list[tuple[int, str]]) -> Any:
+    """Parse, keeping comments aside (the formatter puts them back)."""
+    parser = _parser()
+    tree = parser.parse(text)
+    for token in parser.lex(text, dont_ignore=True) if "#" in text else ():
+        if token.type == "COMMENT":
+            comments.append((token.line or 0, str(token)))
+    return tree
+
+
+# -- tree to AST --------------------------------------------------------------------------------
+
+
+def _token_span(source: Source, token: Token) -> Span:
+    return Span(source, token.line or 1, token.column or 1, token.end_line or 1, token.end_column or 1)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer[Token, Any]):
+    def __init__(self, source: Source) -> None:
+        super().__init__()
+        self.source = source
+
+    def _span(self, meta: Meta) -> Span:
+        return Span(self.source, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _ident(self, token: Token) -> ast.Ident:
+        return ast.Ident(str(token), _token_span(self.source, token))
+
+    # statements
+    def start(self, meta: Meta, children: list[Any]) -> list[ast.Statement]:
+        return children
+
+    def let_def(self, meta: Meta, children: list[Any]) -> ast.Let:
+        name, value = children
+        return ast.Let(self._ident(name), value, self._span(meta))
+
+    def route(self, meta: Meta, children: list[Any]) -> ast.Route:
+        target, *rest = children
+        if len(rest) == 1 and isinstance(rest[0], tuple):
+            return ast.Route(target, rest[0], True, self._span(meta))
+        return ast.Route(target, tuple(rest), False, self._span(meta))
+
+    def block(self, meta: Meta, children: list[Any]) -> tuple[ast.Clause, ...]:
+        return tuple(children)
+
+    def target(self, meta: Meta, children: list[Token]) -> ast.Ident:
+        return self._ident(children[0])
+
+    # clauses
+    def requires(self, meta: Meta, children: list[Any]) -> ast.Requires:
+        return ast.Requires(children[0], self._span(meta))
+
+    def strategy(self, meta: Meta, children: list[Token]) -> ast.Strategy:
+        return ast.Strategy(self._ident(children[0]), self._span(meta))
+
+    def fallback(self, meta: Meta, children: list[Any]) -> ast.Fallback:
+        return ast.Fallback(children[0], self._span(meta))
+
+    def when(self, meta: Meta, children: list[Any]) -> ast.Clause:
+        condition, action, otherwise = children
+        if isinstance(otherwise, tuple):  # `else P, …` repeats the `when` branch's verb
+            otherwise = self._repeat_verb(action, otherwise)
+        return ast.When(condition, action, otherwise, self._span(meta))
+
+    def _repeat_verb(self, action: ast.Action, names: tuple[ast.Ident, ...]) -> ast.Action:
+        span = Span(self.source, names[0].span.line, names[0].span.column, names[-1].span.end_line,
+                    names[-1].span.end_column)  # fmt: skip
+        if isinstance(action, (ast.Prefer, ast.Only, ast.Avoid)):
+            return type(action)(names, span)
+        if isinstance(action, ast.Use) and len(names) == 1:
+            return ast.Use(names[0], span)
+        verb = "use" if isinstance(action, ast.Use) else "deny"
+        raise _SyntaxProblem(
+            f"`else` with no verb repeats `{verb}`, which takes "
+            + ("one model" if verb == "use" else "a message, not names"),
+            span,
+            help="write the verb after `else`, e.g. `else prefer personal`",
+        )
+
+    def else_(self, meta: Meta, children: list[Any]) -> ast.Action:
+        return children[0]
+
+    def else_names(self, meta: Meta, children: list[Any]) -> tuple[ast.Ident, ...]:
+        return children[0]
+
+    def otherwise(self, meta: Meta, children: list[Any]) -> ast.Otherwise:
+        return ast.Otherwise(children[0], self._span(meta))
+
+    def __default__(self, data: Any, children: list[Any], meta: Meta) -> Any:
+        raise AssertionError(f"grammar rule {data} has no AST builder")
+
+    # actions: a bare action is a clause of its own; inside `when` it is wrapped by the caller
+    def prefer(self, meta: Meta, children: list[Any]) -> ast.Prefer:
+        return ast.Prefer(children[0], self._span(meta))
+
+    def only(self, meta: Meta, children: list[Any]) -> ast.Only:
+        return ast.Only(children[0], self._span(meta))
+
+    def avoid(self, meta: Meta, children: list[Any]) -> ast.Avoid:
+        return ast.Avoid(children[0], self._span(meta))
+
+    def use(self, meta: Meta, children: list[Token]) -> ast.Use:
+        return ast.Use(self._ident(children[0]), self._span(meta))
+
+    def deny(self, meta: Meta, children: list[Token]) -> ast.Deny:
+        return ast.Deny(_unquote(children[0]), self._span(meta))
+
+    def name_list(self, meta: Meta, children: list[Token]) -> tuple[ast.Ident, ...]:
+        return tuple(self._ident(t) for t in children)
+
+    # expressions
+    def or_expr(self, meta: Meta, children: list[Any]) -> ast.Or:
+        return ast.Or(tuple(children), self._span(meta))
+
+    def and_expr(self, meta: Meta, children: list[Any]) -> ast.And:
+        return ast.And(tuple(children), self._span(meta))
+
+    def negation(self, meta: Meta, children: list[Any]) -> ast.Not:
+        return ast.Not(children[1], self._span(meta))
+
+    def compare(self, meta: Meta, children: list[Any]) -> ast.Compare:
+        left, op, right = children
+        return ast.Compare(str(op), left, right, self._span(meta))
+
+    def member(self, meta: Meta, children: list[Any]) -> ast.In:
+        return ast.In(children[0], tuple(children[1:]), self._span(meta))
+
+    def call(self, meta: Meta, children: list[Any]) -> ast.Call:
+        func, arg = children
+        if arg is None:
+            node_arg: ast.Ident | ast.Literal | None = None
+        elif arg.type == "STRING":
+            node_arg = ast.Literal("string", _unquote(arg), _token_span(self.source, arg))
+        else:
+            node_arg = self._ident(arg)
+        return ast.Call(self._ident(func), node_arg, self._span(meta))
+
+    def name(self, meta: Meta, children: list[Token]) -> ast.Name:
+        return ast.Name(str(children[0]), _token_span(self.source, children[0]))
+
+    def quantity(self, meta: Meta, children: list[Token]) -> ast.Literal:
+        token = children[0]
+        span = _token_span(self.source, token)
+        try:
+            kind, value = parse_quantity(str(token))
+        except QuantityError as e:
+            raise _SyntaxProblem(str(e), span) from None
+        return ast.Literal(kind, value, span)
+
+    def string(self, meta: Meta, children: list[Token]) -> ast.Literal:
+        return ast.Literal("string", _unquote(children[0]), _token_span(self.source, children[0]))
+
+    def true(self, meta: Meta, children: list[Token]) -> ast.Literal:
+        return ast.Literal("bool", True, _token_span(self.source, children[0]))
+
+    def false(self, meta: Meta, children: list[Token]) -> ast.Literal:
+        return ast.Literal("bool", False, _token_span(self.source, children[0]))
+
+
+def _unquote(token: Token) -> str:
+    return str(token)[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+
+
+# -- syntax errors ------------------------------------------------------------------------------
+
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "GLOB": "a glob such as `claude-*`",
+    "QUANTITY": "a number such as `20%`, `$5`, `8k` or `30s`",
+    "STRING": 'a string such as `"batch"`',
+    "COMP_OP": "a comparison (`<`, `<=`, `>`, `>=`, `==`, `!=`)",
+    "$END": "the end of the file",
+}
+
+
+def _keyword_words(expected: set[str]) -> list[str]:
+    """The literal words and symbols among the expected terminals, in backticks."""
+    parser = _parser()
+    words = []
+    for name in sorted(expected):
+        if name in _TERMINAL_WORDS:
+            continue
+        try:
+            words.append(f"`{parser.get_terminal(name).pattern.value}`")
+        except KeyError:
+            continue
+    return words
+
+
+def _describe_expected(expected: set[str]) -> str:
+    words = [_TERMINAL_WORDS[n] for n in sorted(expected) if n in _TERMINAL_WORDS] + _keyword_words(expected)
+    if sum(w.strip("`") in CLAUSE_KEYWORDS for w in words) >= 5:
+        words = [w for w in words if w.strip("`") not in CLAUSE_KEYWORDS]
+        words.insert(0, "a clause (`when`, `prefer`, `fallback`, …)")
+    if len(words) > 1:
+        return ", ".join(words[:-1]) + " or " + words[-1]
+    return words[0] if words else "something else"
+
+
+def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
+    line = getattr(e, "line", None) or 1
+    column = getattr(e, "column", None) or 1
+    if isinstance(e, UnexpectedToken) and e.token.type == "$END" or isinstance(e, UnexpectedEOF):
+        lines = source.text.rstrip().splitlines() or [""]
+        line, column = len(lines), len(lines[-1]) + 1
+        span = Span(source, line, column, line, column + 1)
+        expected = _describe_expected(set(e.expected))
+        return Diagnostic("syntax", f"the policy ends too soon: expected {expected}", span)
+    if isinstance(e, UnexpectedToken):
+        token, found = e.token, str(e.token)
+        span = _token_span(source, token)
+        expected_set = set(e.expected)
+        keywords = [w.strip("`") for w in _keyword_words(expected_set)]
+        if {"PREFER", "DENY"} <= expected_set and expected_set & {"COMP_OP", "AND", "OR"}:
+            message = f"unexpected `{found}`: expected an action (`prefer`, `only`, `avoid`, `use`, `deny`) after the condition"
+        else:
+            message = f"unexpected `{found}`: expected {_describe_expected(expected_set)}"
+        help = did_you_mean(found, keywords) if token.type == "NAME" else None
+        return Diagnostic("syntax", message, span, help=help)
+    if isinstance(e, UnexpectedCharacters):
+        span = Span(source, line, column, line, column + 1)
+        char = source.line_text(line)[column - 1 : column]
+        help = "strings use double quotes" if char == "'" else None
+        return Diagnostic("syntax", f"unexpected character `{char}`", span, help=help)
+    span = Span(source, line, column, line, column + 1)
+    return Diagnostic("syntax", "invalid syntax", span)
