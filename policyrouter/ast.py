@@ -12,6 +12,7 @@ from typing import Literal as TypingLiteral
 
 from policyrouter.diagnostics import Source, Span
 
+
 def _span() -> Any:
     """Spans are carried but not compared: structure is what equality means."""
     return field(compare=False, repr=False)

@@ -42,8 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     check = commands.add_parser("check", help="parse, validate and lint a config, then run its decision tests")
-    check.add_argument("directory", nargs="?", default=None, metavar="DIR",
-                       help="config directory, or a directory of them (default: --config or .)")  # fmt: skip
+    check.add_argument(
+        "directory",
+        nargs="?",
+        default=None,
+        metavar="DIR",
+        help="config directory, or a directory of them (default: --config or .)",
+    )
     _config_option(check)
     check.add_argument("--strict", action="store_true", help="treat warnings as errors")
     check.add_argument("--format", choices=("text", "json", "github"), default="text")
@@ -57,14 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--tokens", default="0", metavar="N", help="estimated prompt tokens (`2000`, `50k`)")
     explain.add_argument("--max-tokens", default=None, metavar="N")
     explain.add_argument("--tag", action="append", default=[], metavar="T")
-    explain.add_argument("--fact", action="append", default=[], metavar="KEY=VALUE",
-                         help="a dry-run fact, e.g. quota.work=15%% or hour=23 (repeatable)")  # fmt: skip
+    explain.add_argument(
+        "--fact",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a dry-run fact, e.g. quota.work=15%% or hour=23 (repeatable)",
+    )
     explain.add_argument("--format", choices=("text", "json"), default="text")
     explain.set_defaults(run=cmd_explain)
 
     test = commands.add_parser("test", help="run decision tests")
-    test.add_argument("files", nargs="*", type=Path, metavar="FILE",
-                      help="YAML decision tests (default: the config's tests/*.yaml)")  # fmt: skip
+    test.add_argument(
+        "files", nargs="*", type=Path, metavar="FILE", help="YAML decision tests (default: the config's tests/*.yaml)"
+    )
     _config_option(test)
     test.add_argument("--format", choices=("text", "json", "github"), default="text")
     test.set_defaults(run=cmd_test)
@@ -72,8 +83,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=Path("."), metavar="DIR",
-                        help="config directory with registry.yaml and *.policy (default: .)")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="config directory with registry.yaml and *.policy (default: .)",
+    )
 
 
 # -- check --------------------------------------------------------------------------------------
@@ -95,14 +111,21 @@ def cmd_check(args: argparse.Namespace) -> int:
             outcomes += ran
         errors = sum(d.severity == "error" for d in found)
         warnings = len(found) - errors
-        summaries.append(f"{display_path(directory)}: {_count(errors, 'error')}, {_count(warnings, 'warning')}, "
-                         f"{decision_tests.summary(ran)} decision tests")  # fmt: skip
+        summaries.append(
+            f"{display_path(directory)}: {_count(errors, 'error')}, {_count(warnings, 'warning')}, "
+            f"{decision_tests.summary(ran)} decision tests"
+        )
     failed = [o for o in outcomes if not o.passed]
     if args.format == "json":
-        print(json.dumps({
-            "diagnostics": [d.to_dict() for d in diagnostics],
-            "tests": [_outcome_dict(o) for o in outcomes],
-        }, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "diagnostics": [d.to_dict() for d in diagnostics],
+                    "tests": [_outcome_dict(o) for o in outcomes],
+                },
+                indent=2,
+            )
+        )
     elif args.format == "github":
         lines = [d.github() for d in diagnostics] + [_outcome_github(o) for o in failed]
         print("\n".join(lines)) if lines else None
@@ -133,8 +156,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"error: {e}" + (f"\n  help: {e.help}" if getattr(e, "help", None) else ""), file=sys.stderr)
         return EXIT_USAGE
     try:
-        decision = router.decide(args.model, requires=args.requires, tokens=tokens, max_tokens=max_tokens,
-                                 tags=args.tag, facts=facts if facts is not None else {})  # fmt: skip
+        decision = router.decide(
+            args.model,
+            requires=args.requires,
+            tokens=tokens,
+            max_tokens=max_tokens,
+            tags=args.tag,
+            facts=facts if facts is not None else {},
+        )
     except InvalidFacts as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -163,9 +192,16 @@ def cmd_test(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     outcomes, problems = decision_tests.run_files(router, files)
     if args.format == "json":
-        print(json.dumps({"diagnostics": [d.to_dict() for d in problems],
-                          "tests": [_outcome_dict(o) for o in outcomes],
-                          "summary": decision_tests.summary(outcomes)}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "diagnostics": [d.to_dict() for d in problems],
+                    "tests": [_outcome_dict(o) for o in outcomes],
+                    "summary": decision_tests.summary(outcomes),
+                },
+                indent=2,
+            )
+        )
     elif args.format == "github":
         for line in [d.github() for d in problems] + [_outcome_github(o) for o in outcomes if not o.passed]:
             print(line)
@@ -200,8 +236,13 @@ def _count(n: int, word: str) -> str:
 
 def _outcome_dict(outcome: decision_tests.Outcome) -> dict[str, object]:
     span = outcome.case.span
-    return {"name": outcome.case.name, "file": span.path, "line": span.line, "passed": outcome.passed,
-            "message": outcome.message}  # fmt: skip
+    return {
+        "name": outcome.case.name,
+        "file": span.path,
+        "line": span.line,
+        "passed": outcome.passed,
+        "message": outcome.message,
+    }
 
 
 def _outcome_github(outcome: decision_tests.Outcome) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from policyrouter import ast, program
 from policyrouter.diagnostics import Diagnostic, Span, did_you_mean
+from policyrouter.eligibility import checks_for
 from policyrouter.facts import MISSING
 from policyrouter.program import STRATEGIES, Condition, FactRef, ModelPlan, Program
 from policyrouter.registry import GLOBAL_BUDGETS, Registry
@@ -52,8 +53,13 @@ BUILTIN_FACTS: Mapping[str, _Builtin] = {
 }
 
 _COMPARE: Mapping[str, Callable[[Any, Any], bool]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
-}  # fmt: skip
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 _TYPE_WORDS = {
     "share": "a share (`20%`)",
@@ -115,8 +121,12 @@ class _Compiler:
                 if name.name in lets:
                     self.error("duplicate-let", f"`{name.name}` is already defined in this file", name.span)
                 elif name.name in BUILTIN_FACTS or name.name in self.custom:
-                    self.error("duplicate-let", f"`{name.name}` is the name of a fact", name.span,
-                               "pick another name for the `let`")  # fmt: skip
+                    self.error(
+                        "duplicate-let",
+                        f"`{name.name}` is the name of a fact",
+                        name.span,
+                        "pick another name for the `let`",
+                    )
                 lets[name.name] = self.expr(statement.value, lets)
             else:
                 yield statement, dict(lets)
@@ -132,22 +142,34 @@ class _Compiler:
                 requires.update(self.capabilities(clause.capabilities))
             elif isinstance(clause, ast.Strategy):
                 if strategy is not None:
-                    self.error("duplicate-clause", "this route already has a `strategy`", clause.span,
-                               f"the first is at {strategy.span}")  # fmt: skip
+                    self.error(
+                        "duplicate-clause",
+                        "this route already has a `strategy`",
+                        clause.span,
+                        f"the first is at {strategy.span}",
+                    )
                 strategy = clause
                 self.strategy(clause.name)
             elif isinstance(clause, ast.Fallback):
                 if fallback is not None:
-                    self.error("duplicate-clause", "this route already has a `fallback`", clause.span,
-                               f"list every fallback model in the first, at {fallback.span}")  # fmt: skip
+                    self.error(
+                        "duplicate-clause",
+                        "this route already has a `fallback`",
+                        clause.span,
+                        f"list every fallback model in the first, at {fallback.span}",
+                    )
                 fallback = clause
                 for model in clause.models:
                     self.model_name(model)
             else:
                 lowered = self.clause(clause, node, lets)
                 if closed_by is not None:
-                    self.warn("unreachable-clause", "this clause can never fire", clause.span,
-                              f"the clause at {closed_by} always decides first")  # fmt: skip
+                    self.warn(
+                        "unreachable-clause",
+                        "this clause can never fire",
+                        clause.span,
+                        f"the clause at {closed_by} always decides first",
+                    )
                 elif lowered is None:
                     continue
                 else:
@@ -169,13 +191,18 @@ class _Compiler:
             cond = self.expr(clause.condition, lets)
             self.expect(cond, "bool", clause.condition, "a `when` condition")
             if cond.const is False:
-                self.warn("unreachable-clause", "this condition is always false", clause.condition.span,
-                          "the clause can never fire: remove it")  # fmt: skip
+                self.warn(
+                    "unreachable-clause",
+                    "this condition is always false",
+                    clause.condition.span,
+                    "the clause can never fire: remove it",
+                )
             action = self.action(clause.action, route)
             otherwise = self.action(clause.otherwise, route) if clause.otherwise else None
             condition = None if cond.const is True else cond.fn
-            return program.Clause("when", condition, clause.condition.span.text, cond.facts, action,
-                                  otherwise, clause.span)  # fmt: skip
+            return program.Clause(
+                "when", condition, clause.condition.span.text, cond.facts, action, otherwise, clause.span
+            )
         if isinstance(clause, ast.Otherwise):
             return program.Clause("otherwise", None, "", (), self.action(clause.action, route), None, clause.span)
         if isinstance(clause, ast.Do):
@@ -201,15 +228,23 @@ class _Compiler:
     def provider(self, ident: ast.Ident) -> str | None:
         if ident.name in self.registry.providers:
             return ident.name
-        self.error("unknown-provider", f"unknown provider `{ident.name}`", ident.span,
-                   did_you_mean(ident.name, self.registry.providers) or _choices(self.registry.providers))  # fmt: skip
+        self.error(
+            "unknown-provider",
+            f"unknown provider `{ident.name}`",
+            ident.span,
+            did_you_mean(ident.name, self.registry.providers) or _choices(self.registry.providers),
+        )
         return None
 
     def model_name(self, ident: ast.Ident) -> str | None:
         if ident.name in self.registry.models:
             return ident.name
-        self.error("unknown-model", f"unknown model `{ident.name}`", ident.span,
-                   did_you_mean(ident.name, self.registry.models) or _choices(self.registry.models))  # fmt: skip
+        self.error(
+            "unknown-model",
+            f"unknown model `{ident.name}`",
+            ident.span,
+            did_you_mean(ident.name, self.registry.models) or _choices(self.registry.models),
+        )
         return None
 
     def capabilities(self, idents: Iterable[ast.Ident]) -> list[str]:
@@ -219,23 +254,35 @@ class _Compiler:
             if ident.name in known:
                 out.append(ident.name)
             else:
-                self.error("unknown-capability", f"unknown capability `{ident.name}`", ident.span,
-                           did_you_mean(ident.name, sorted(known))
-                           or "declare your own under `settings.capabilities` in registry.yaml")  # fmt: skip
+                self.error(
+                    "unknown-capability",
+                    f"unknown capability `{ident.name}`",
+                    ident.span,
+                    did_you_mean(ident.name, sorted(known))
+                    or "declare your own under `settings.capabilities` in registry.yaml",
+                )
         return out
 
     def strategy(self, ident: ast.Ident) -> None:
         if ident.name not in STRATEGIES:
-            self.error("unknown-strategy", f"unknown strategy `{ident.name}`", ident.span,
-                       did_you_mean(ident.name, STRATEGIES) or _choices(STRATEGIES))  # fmt: skip
+            self.error(
+                "unknown-strategy",
+                f"unknown strategy `{ident.name}`",
+                ident.span,
+                did_you_mean(ident.name, STRATEGIES) or _choices(STRATEGIES),
+            )
 
     def check_serves(self, ident: ast.Ident, route: ast.Route) -> None:
         models = self.models_matching(route.target.name)
         served = {d.provider for m in models for d in self.registry.models[m].deployments}
         if models and ident.name not in served:
             what = f"`{route.target.name}`" if not route.is_glob else f"any model `{route.target.name}` matches"
-            self.warn("provider-not-serving", f"provider `{ident.name}` does not serve {what}", ident.span,
-                      f"{what} is served by {_names(sorted(served))}")  # fmt: skip
+            self.warn(
+                "provider-not-serving",
+                f"provider `{ident.name}` does not serve {what}",
+                ident.span,
+                f"{what} is served by {_names(sorted(served))}",
+            )
 
     def models_matching(self, target: str) -> list[str]:
         if "*" not in target:
@@ -246,14 +293,14 @@ class _Compiler:
 
     def expect(self, lowered: _Lowered, want: Type, node: ast.Expr, what: str) -> None:
         if lowered.type not in (want, "error"):
-            self.error("type-mismatch", f"{what} must be {_TYPE_WORDS[want]}, not {_TYPE_WORDS[lowered.type]}",
-                       node.span)  # fmt: skip
+            self.error(
+                "type-mismatch", f"{what} must be {_TYPE_WORDS[want]}, not {_TYPE_WORDS[lowered.type]}", node.span
+            )
 
     def expr(self, node: ast.Expr, lets: Mapping[str, _Lowered]) -> _Lowered:
         if isinstance(node, ast.Literal):
             if node.kind == "share" and not 0.0 <= float(node.value) <= 1.0:
-                self.error("share-out-of-range", f"a share is between 0% and 100%, not `{node.span.text}`",
-                           node.span)  # fmt: skip
+                self.error("share-out-of-range", f"a share is between 0% and 100%, not `{node.span.text}`", node.span)
             value = node.value
             return _Lowered(lambda ctx: value, node.kind, (), value)
         if isinstance(node, ast.Name):
@@ -277,7 +324,7 @@ class _Compiler:
     def logical(self, node: ast.And | ast.Or, lets: Mapping[str, _Lowered]) -> _Lowered:
         word = "and" if isinstance(node, ast.And) else "or"
         parts = [self.expr(op, lets) for op in node.operands]
-        for part, op in zip(parts, node.operands):
+        for part, op in zip(parts, node.operands, strict=True):
             self.expect(part, "bool", op, f"each side of `{word}`")
         facts = tuple(f for p in parts for f in p.facts)
         fns = tuple(p.fn for p in parts)
@@ -304,7 +351,7 @@ class _Compiler:
     def member(self, node: ast.In, lets: Mapping[str, _Lowered]) -> _Lowered:
         left = self.expr(node.left, lets)
         options = [self.expr(o, lets) for o in node.options]
-        for option, option_node in zip(options, node.options):
+        for option, option_node in zip(options, node.options, strict=True):
             self.same_type(left, option, option_node)
         lf = left.fn
         facts = left.facts + tuple(f for o in options for f in o.facts)
@@ -324,8 +371,9 @@ class _Compiler:
             help = "money is written with `$`, e.g. `$5`"
         elif left.type == "duration" and right.type == "count":
             help = "durations take a unit, e.g. `800ms` or `2s`"
-        self.error("type-mismatch",
-                   f"cannot compare {_TYPE_WORDS[left.type]} with {_TYPE_WORDS[right.type]}", node.span, help)  # fmt: skip
+        self.error(
+            "type-mismatch", f"cannot compare {_TYPE_WORDS[left.type]} with {_TYPE_WORDS[right.type]}", node.span, help
+        )
 
     # -- facts ----------------------------------------------------------------------------------
 
@@ -334,16 +382,18 @@ class _Compiler:
             return self.custom_fact(name, self.custom[name], arg, node)
         spec = BUILTIN_FACTS.get(name)
         if spec is None:
-            self.error("unknown-fact", f"unknown fact `{name}`", span,
-                       did_you_mean(name, (*BUILTIN_FACTS, *self.custom)))  # fmt: skip
+            self.error(
+                "unknown-fact", f"unknown fact `{name}`", span, did_you_mean(name, (*BUILTIN_FACTS, *self.custom))
+            )
             return _Lowered(lambda ctx: None, "error")
         if spec.arg is None:
             if arg is not None:
                 self.error("fact-argument", f"`{name}` takes no argument", node.span, f"write `{name}`")
             return _request_or_clock_fact(name)
         if arg is None:
-            self.error("fact-argument", f"`{name}` takes an argument", node.span,
-                       f"e.g. `{name}({_example_arg(spec.arg)})`")  # fmt: skip
+            self.error(
+                "fact-argument", f"`{name}` takes an argument", node.span, f"e.g. `{name}({_example_arg(spec.arg)})`"
+            )
             return _Lowered(lambda ctx: None, "error")
         if spec.arg == "string":
             if not (isinstance(arg, ast.Literal) and arg.kind == "string"):
@@ -351,11 +401,15 @@ class _Compiler:
                 return _Lowered(lambda ctx: None, "error")
             tag = str(arg.value)
             label = f'{name}("{tag}")'
-            return _Lowered(lambda ctx: tag in ctx.request.tags, "bool",
-                            (FactRef(label, None, "bool", lambda ctx: tag in ctx.request.tags),))  # fmt: skip
+            return _Lowered(
+                lambda ctx: tag in ctx.request.tags,
+                "bool",
+                (FactRef(label, None, "bool", lambda ctx: tag in ctx.request.tags),),
+            )
         if not isinstance(arg, ast.Ident):
-            self.error("fact-argument", f"`{name}` takes a name, not a string", arg.span,
-                       f"write `{name}({arg.value})`")  # fmt: skip
+            self.error(
+                "fact-argument", f"`{name}` takes a name, not a string", arg.span, f"write `{name}({arg.value})`"
+            )
             return _Lowered(lambda ctx: None, "error")
         resolved = self.fact_arg(name, spec.arg, arg)
         if resolved is None:
@@ -367,26 +421,39 @@ class _Compiler:
         if kind == "provider":
             provider = self.provider(arg)
             if provider and fact == "quota" and reg.providers[provider].quota is None:
-                self.warn("no-quota", f"provider `{provider}` has no quota, so `quota({provider})` is always 100%",
-                          arg.span, f"declare `quota:` for `{provider}` in registry.yaml")  # fmt: skip
+                self.warn(
+                    "no-quota",
+                    f"provider `{provider}` has no quota, so `quota({provider})` is always 100%",
+                    arg.span,
+                    f"declare `quota:` for `{provider}` in registry.yaml",
+                )
             return provider
         if kind == "budget":
             if arg.name in reg.budgets:
                 return arg.name
-            self.error("unknown-budget", f"no budget named `{arg.name}`", arg.span,
-                       did_you_mean(arg.name, reg.budgets) or _budget_help(reg.budgets))  # fmt: skip
+            self.error(
+                "unknown-budget",
+                f"no budget named `{arg.name}`",
+                arg.span,
+                did_you_mean(arg.name, reg.budgets) or _budget_help(reg.budgets),
+            )
             return None
         if arg.name in self.spend_scopes:  # spend(S)
             return arg.name
-        self.error("unknown-budget", f"`{arg.name}` has no spending window", arg.span,
-                   did_you_mean(arg.name, self.spend_scopes)
-                   or f"`spend` takes `run`, `day`, `week`, `month` or a budget: {_names(reg.budgets)}")  # fmt: skip
+        self.error(
+            "unknown-budget",
+            f"`{arg.name}` has no spending window",
+            arg.span,
+            did_you_mean(arg.name, self.spend_scopes)
+            or f"`spend` takes `run`, `day`, `week`, `month` or a budget: {_names(reg.budgets)}",
+        )
         return None
 
     def custom_fact(self, name: str, fact: Fact, arg: ast.Ident | ast.Literal | None, node: ast.Expr) -> _Lowered:
         if (fact.arg is None) != (arg is None):
-            self.error("fact-argument", f"`{name}` takes {'no argument' if fact.arg is None else 'an argument'}",
-                       node.span)  # fmt: skip
+            self.error(
+                "fact-argument", f"`{name}` takes {'no argument' if fact.arg is None else 'an argument'}", node.span
+            )
             return _Lowered(lambda ctx: None, "error")
         value = None if arg is None else str(arg.value if isinstance(arg, ast.Literal) else arg.name)
         key = name if value is None else f"{name}.{value}"
@@ -410,8 +477,12 @@ class _Compiler:
             if node.is_glob:
                 globs.append((compiled, node))
             elif name in exact:
-                self.error("duplicate-route", f"a second route for `{name}`", node.target.span,
-                           f"the first is at {exact[name][1].target.span}; merge them into one route")  # fmt: skip
+                self.error(
+                    "duplicate-route",
+                    f"a second route for `{name}`",
+                    node.target.span,
+                    f"the first is at {exact[name][1].target.span}; merge them into one route",
+                )
             else:
                 exact[name] = (compiled, node)
                 self.model_name(node.target)
@@ -420,21 +491,26 @@ class _Compiler:
         plans = {}
         for name, model in reg.models.items():
             route = chosen.get(name, program.EMPTY_ROUTE)
-            budgets = {d.key: reg.budgets_for(d) for d in model.deployments}
-            plans[name] = ModelPlan(model, route, budgets, model.deployments)
+            checks = {d.key: checks_for(reg, d, reg.budgets_for(d)) for d in model.deployments}
+            plans[name] = ModelPlan(model, route, model.deployments, checks)
         self.cycles(plans, routes)
         self.unpriced_budgets()
         return plans
 
-    def match_globs(self, globs: list[tuple[program.Route, ast.Route]], exact: Mapping[str, Any],
-                    chosen: dict[str, program.Route]) -> None:  # fmt: skip
+    def match_globs(
+        self, globs: list[tuple[program.Route, ast.Route]], exact: Mapping[str, Any], chosen: dict[str, program.Route]
+    ) -> None:
         by_model: dict[str, tuple[int, ast.Route, program.Route]] = {}
         seen: dict[str, ast.Route] = {}
         for compiled, node in globs:
             target = node.target.name
             if target in seen:
-                self.error("duplicate-route", f"a second route for `{target}`", node.target.span,
-                           f"the first is at {seen[target].target.span}; merge them into one route")  # fmt: skip
+                self.error(
+                    "duplicate-route",
+                    f"a second route for `{target}`",
+                    node.target.span,
+                    f"the first is at {seen[target].target.span}; merge them into one route",
+                )
                 continue
             seen[target] = node
             matched = self.models_matching(target)
@@ -442,16 +518,24 @@ class _Compiler:
             for model in matched:
                 current = by_model.get(model)
                 if current and current[0] == literal:
-                    self.error("glob-conflict", f"`{target}` and `{current[1].target.name}` both match `{model}` "
-                               "and are as specific as each other", node.target.span,
-                               f"the other is at {current[1].target.span}; make one of them more specific")  # fmt: skip
+                    self.error(
+                        "glob-conflict",
+                        f"`{target}` and `{current[1].target.name}` both match `{model}` "
+                        "and are as specific as each other",
+                        node.target.span,
+                        f"the other is at {current[1].target.span}; make one of them more specific",
+                    )
                 elif current is None or literal > current[0]:
                     by_model[model] = (literal, node, compiled)
             if not matched:
                 self.warn("unused-route", f"`{target}` matches no model in the registry", node.target.span)
             elif all(m in exact for m in matched):
-                self.warn("shadowed-route", f"every model `{target}` matches has a route of its own",
-                          node.target.span, "this route never applies")  # fmt: skip
+                self.warn(
+                    "shadowed-route",
+                    f"every model `{target}` matches has a route of its own",
+                    node.target.span,
+                    "this route never applies",
+                )
         for model, (_, _, compiled) in by_model.items():
             chosen.setdefault(model, compiled)
 
@@ -476,9 +560,12 @@ class _Compiler:
                     if (route.target, b) in reported or span is None:
                         continue
                     reported.add((route.target, b))
-                    self.error(f"{kind}-cycle", f"{kind} cycle: {' → '.join(path)}", span,
-                               "a model cannot fall back to itself; end the chain with a model that has no "
-                               + kind)  # fmt: skip
+                    self.error(
+                        f"{kind}-cycle",
+                        f"{kind} cycle: {' → '.join(path)}",
+                        span,
+                        "a model cannot fall back to itself; end the chain with a model that has no " + kind,
+                    )
 
     def unpriced_budgets(self) -> None:
         reg = self.registry
@@ -487,9 +574,13 @@ class _Compiler:
                 hard = [b for b in reg.budgets_for(d) if b.hard]
                 if d.price is None and hard:
                     names = _names(b.name for b in hard)
-                    self.warn("unpriced-hard-budget", f"`{d}` has no known price, but hard budget {names} applies",
-                              d.span, "give the model a `price:` in registry.yaml; until then "
-                              f"`settings.unknown_price: {reg.settings.unknown_price}` decides")  # fmt: skip
+                    self.warn(
+                        "unpriced-hard-budget",
+                        f"`{d}` has no known price, but hard budget {names} applies",
+                        d.span,
+                        "give the model a `price:` in registry.yaml; until then "
+                        f"`settings.unknown_price: {reg.settings.unknown_price}` decides",
+                    )
 
 
 # -- lowering helpers ---------------------------------------------------------------------------
@@ -598,4 +689,3 @@ def _example_arg(kind: str) -> str:
 
 def _arg_text(arg: ast.Ident | ast.Literal) -> str:
     return arg.name if isinstance(arg, ast.Ident) else str(arg.value)
-

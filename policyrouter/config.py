@@ -61,8 +61,9 @@ def load_config(directory: Path, custom_facts: Mapping[str, Fact] | None = None)
 
     registry_path = directory / REGISTRY_FILE
     if not directory.is_dir():
-        problem = Diagnostic("config-missing", f"`{display_path(directory)}` is not a directory",
-                             path=display_path(directory))  # fmt: skip
+        problem = Diagnostic(
+            "config-missing", f"`{display_path(directory)}` is not a directory", path=display_path(directory)
+        )
         return Config(directory, None, [], None, [problem], dict(custom_facts or {}))
     diagnostics: list[Diagnostic] = []
     registry = None
@@ -73,9 +74,15 @@ def load_config(directory: Path, custom_facts: Mapping[str, Fact] | None = None)
     files = []
     policy_paths = sorted(directory.glob("*.policy"))
     if not policy_paths:
-        diagnostics.append(Diagnostic("no-policies", f"no `*.policy` file in `{display_path(directory)}`",
-                                      severity="warning", path=display_path(directory),
-                                      help="every model is routed by registry order"))  # fmt: skip
+        diagnostics.append(
+            Diagnostic(
+                "no-policies",
+                f"no `*.policy` file in `{display_path(directory)}`",
+                severity="warning",
+                path=display_path(directory),
+                help="every model is routed by registry order",
+            )
+        )
     for path in policy_paths:
         try:
             files.append(parse_policy(path.read_text(encoding="utf-8"), display_path(path)))

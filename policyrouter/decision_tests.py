@@ -97,8 +97,9 @@ def _check_case(item: Any, where: Span, source: Source) -> Case | Diagnostic:
         if key not in EXPECT_KEYS:
             return _unknown_key(source, expect, key, EXPECT_KEYS)
     if len(expect) != 1:
-        return Diagnostic("test-invalid", "`expect` takes exactly one of `order`, `first`, `error`",
-                          _span(source, expect))  # fmt: skip
+        return Diagnostic(
+            "test-invalid", "`expect` takes exactly one of `order`, `first`, `error`", _span(source, expect)
+        )
     facts = item.get("facts")
     if facts is not None and not isinstance(facts, Mapping):
         return Diagnostic("test-invalid", "`facts` is a mapping such as `{quota: {work: 15%}}`", where)
@@ -145,8 +146,9 @@ def run_case(router: Router, case: Case) -> Outcome:
     want_order = [_qualify(str(n), model) for n in expect["order"] or ()]
     if actual == want_order:
         return Outcome(case, True)
-    return Outcome(case, False, f"expected order [{', '.join(want_order)}]\n  actual order [{', '.join(actual)}]"
-                   f"\n\n{trace}")  # fmt: skip
+    return Outcome(
+        case, False, f"expected order [{', '.join(want_order)}]\n  actual order [{', '.join(actual)}]\n\n{trace}"
+    )
 
 
 def run_files(router: Router, paths: Sequence[Path]) -> tuple[list[Outcome], list[Diagnostic]]:

@@ -8,24 +8,24 @@ from __future__ import annotations
 
 import random
 import zlib
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from policyrouter.decision import ConditionResult, Decision, Exclusion, Request, Step
 from policyrouter.diagnostics import closest
+from policyrouter.eligibility import request_reason
 from policyrouter.errors import DecisionError
 from policyrouter.facts import FactSource
 from policyrouter.program import Action, Clause, ModelPlan, Program
-from policyrouter.quantities import format_quantity
 from policyrouter.registry import Deployment, Registry
 
 
 class Context:
     """One decision's view of the world: the request, the fact source and the facts read so far."""
 
-    __slots__ = ("costs", "facts", "read", "registry", "request")
+    __slots__ = ("context_tokens", "costs", "facts", "read", "registry", "request")
 
     def __init__(self, registry: Registry, request: Request, facts: FactSource) -> None:
         self.registry = registry
@@ -33,6 +33,7 @@ class Context:
         self.facts = facts
         self.read: dict[str, Any] = {}
         self.costs: dict[str, float | None] = {}
+        self.context_tokens = request.tokens + (request.max_tokens or 0)
 
     def fact(self, key: str, fetch: Callable[[], Any]) -> Any:
         read = self.read
@@ -44,24 +45,16 @@ class Context:
     def quota_left(self, provider: str) -> float:
         return self.fact("quota." + provider, lambda: self.facts.quota_left(provider))
 
-    def budget_left(self, scope: str) -> float:
-        return self.fact("budget." + scope, lambda: self.facts.budget_left(scope))
-
-    def rate(self, kind: str, key: str) -> float:
-        return self.fact(f"{kind}.{key}", lambda: self.facts.rate(kind, key))
-
-    def cooldown(self, provider: str) -> float:
-        return self.fact("cooldown." + provider, lambda: self.facts.cooldown(provider))
-
     def output_tokens(self) -> int:
         req = self.request
         return req.max_tokens if req.max_tokens is not None else self.registry.settings.estimated_output_tokens
 
     def cost(self, d: Deployment) -> float | None:
         """Estimated cost of this request on the deployment; None when its price is unknown."""
-        if d.key not in self.costs:
-            self.costs[d.key] = None if d.price is None else d.price.cost(self.request.tokens, self.output_tokens())
-        return self.costs[d.key]
+        costs = self.costs
+        if d.key not in costs:
+            costs[d.key] = None if d.price is None else d.price.cost(self.request.tokens, self.output_tokens())
+        return costs[d.key]
 
 
 def decide(program: Program, request: Request, facts: FactSource) -> Decision:
@@ -151,8 +144,14 @@ class _Walk:
     def eligible(self, plan: ModelPlan, requires: frozenset[str], action: Action | None) -> list[Deployment]:
         out = []
         only = action.providers if action is not None and action.verb == "only" else None
+        tokens = self.ctx.context_tokens
         for d in plan.deployments:
-            reason = self.ineligible(plan, d, requires)
+            reason = request_reason(d, requires, tokens)
+            if reason is None:
+                for check in plan.checks[d.key]:
+                    reason = check(self.ctx)
+                    if reason is not None:
+                        break
             if reason is not None:
                 self.excluded.append(Exclusion(d, *reason))
             elif only is not None and d.provider not in only:
@@ -160,58 +159,6 @@ class _Walk:
             else:
                 out.append(d)
         return out
-
-    def ineligible(self, plan: ModelPlan, d: Deployment, requires: frozenset[str]) -> tuple[str, str] | None:
-        """Why this deployment cannot serve the request, or None. Budgets come last, so an exclusion
-        coded `budget` or `unknown_price` means nothing else stood in the way."""
-        ctx = self.ctx
-        reg = ctx.registry
-        missing = requires - d.capabilities
-        if missing:
-            return "capability", f"lacks {_listing(sorted(missing))}"
-        needed = ctx.request.tokens + (ctx.request.max_tokens or 0)
-        if d.context_window is not None and needed > d.context_window:
-            return "context_window", (
-                f"context window {format_quantity('count', d.context_window)} < {format_quantity('count', needed)} "
-                "tokens"
-            )
-        provider = reg.providers[d.provider]
-        quota = provider.quota
-        if quota is not None and quota.hard:
-            share = ctx.quota_left(d.provider)
-            left = share * quota.limit
-            need = {"tokens": ctx.request.tokens + ctx.output_tokens(), "requests": 1.0}.get(quota.unit)
-            if need is None:
-                need = ctx.cost(d) or 0.0
-            if left <= 0 or left < need:
-                used = "used up" if left <= 0 else f"{format_quantity('share', share)} left, less than this request needs"
-                return "quota", f"`{d.provider}` quota {used} ({quota.window} window)"
-        for kind, own, shared in (("rpm", d.rpm, provider.rpm), ("tpm", d.tpm, provider.tpm)):
-            for key, limit in ((d.key, own), (d.provider, shared)):
-                if limit is not None and ctx.rate(kind, key) >= limit:
-                    frees = _next_minute(ctx.facts.now())
-                    return "rate_limit", (
-                        f"{kind} limit of `{key}` reached ({format_quantity('count', ctx.rate(kind, key))}"
-                        f"/{format_quantity('count', limit)}), frees at {frees:%H:%M:%S}"
-                    )
-        cooling = ctx.cooldown(d.provider)
-        if cooling > 0:
-            return "cooldown", f"`{d.provider}` is cooling down after failures ({format_quantity('duration', cooling)} left)"
-        for budget in plan.budgets[d.key]:
-            if not budget.hard:
-                continue
-            cost = ctx.cost(d)
-            if cost is None:
-                if reg.settings.unknown_price == "deny":
-                    return "unknown_price", f"price unknown while hard budget `{budget.name}` applies"
-                continue
-            left = ctx.budget_left(budget.name) * budget.usd
-            if cost > 0 and cost > left:
-                return "budget", (
-                    f"would break hard budget `{budget.name}` ({format_quantity('money', left)} of "
-                    f"{format_quantity('money', budget.usd)} left, this request ≈ {format_quantity('money', cost)})"
-                )
-        return None
 
     # -- ordering -------------------------------------------------------------------------------
 
@@ -267,9 +214,7 @@ def _refusal(program: Program, decision: Decision, walk: _Walk) -> DecisionError
     candidates = [e for e in excluded if e.code != "denied"]
     if candidates and all(e.code == "capability" for e in candidates):
         needed = sorted(walk.requires_seen)
-        offering = [
-            m.name for m in program.registry.models.values() if walk.requires_seen <= m.capabilities
-        ]
+        offering = [m.name for m in program.registry.models.values() if walk.requires_seen <= m.capabilities]
         return DecisionError(
             "unsupported_capability",
             f"no deployment of `{decision.request.model}` or its fallbacks offers {_listing(needed)}"

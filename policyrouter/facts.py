@@ -62,9 +62,20 @@ class FactSource(Protocol):
 
 
 FACT_KEYS = (
-    "quota", "spend", "budget", "rpm", "tpm", "errors", "latency", "cooldown", "in_flight",
-    "round_robin", "hour", "weekday", "request_id",
-)  # fmt: skip
+    "quota",
+    "spend",
+    "budget",
+    "rpm",
+    "tpm",
+    "errors",
+    "latency",
+    "cooldown",
+    "in_flight",
+    "round_robin",
+    "hour",
+    "weekday",
+    "request_id",
+)
 
 
 class FactsError(ValueError):
@@ -127,9 +138,7 @@ class StaticFacts:
                     target[_name(key, name, names)] = _parse((key, name), parse, raw)
             elif key in ("rpm", "tpm"):
                 for name, raw in _mapping(key, value).items():
-                    self._rate[(key, _name(key, name, providers + deployments))] = _parse(
-                        (key, name), parse_count, raw
-                    )
+                    self._rate[(key, _name(key, name, providers + deployments))] = _parse((key, name), parse_count, raw)
             elif key in ("hour", "weekday"):
                 n = _parse((key,), parse_count, value)
                 lo, hi = (0, 23) if key == "hour" else (1, 7)
@@ -142,9 +151,7 @@ class StaticFacts:
                 self._custom[key] = value
             else:
                 guess = closest(key, (*FACT_KEYS, *custom_names))
-                raise FactsError(
-                    f"unknown fact `{key}`", (key,), f"did you mean `{guess}`?" if guess else None
-                )
+                raise FactsError(f"unknown fact `{key}`", (key,), f"did you mean `{guess}`?" if guess else None)
 
     # -- FactSource ---------------------------------------------------------------------------
 

@@ -132,8 +132,9 @@ class _ToAst(Transformer[Token, Any]):
         return ast.When(condition, action, otherwise, self._span(meta))
 
     def _repeat_verb(self, action: ast.Action, names: tuple[ast.Ident, ...]) -> ast.Action:
-        span = Span(self.source, names[0].span.line, names[0].span.column, names[-1].span.end_line,
-                    names[-1].span.end_column)  # fmt: skip
+        span = Span(
+            self.source, names[0].span.line, names[0].span.column, names[-1].span.end_line, names[-1].span.end_column
+        )
         if isinstance(action, (ast.Prefer, ast.Only, ast.Avoid)):
             return type(action)(names, span)
         if isinstance(action, ast.Use) and len(names) == 1:
@@ -269,7 +270,7 @@ def _describe_expected(expected: set[str]) -> str:
 def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
     line = getattr(e, "line", None) or 1
     column = getattr(e, "column", None) or 1
-    if isinstance(e, UnexpectedToken) and e.token.type == "$END" or isinstance(e, UnexpectedEOF):
+    if (isinstance(e, UnexpectedToken) and e.token.type == "$END") or isinstance(e, UnexpectedEOF):
         lines = source.text.rstrip().splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
         span = Span(source, line, column, line, column + 1)
@@ -281,7 +282,8 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
         expected_set = set(e.expected)
         keywords = [w.strip("`") for w in _keyword_words(expected_set)]
         if {"PREFER", "DENY"} <= expected_set and expected_set & {"COMP_OP", "AND", "OR"}:
-            message = f"unexpected `{found}`: expected an action (`prefer`, `only`, `avoid`, `use`, `deny`) after the condition"
+            actions = "`prefer`, `only`, `avoid`, `use`, `deny`"
+            message = f"unexpected `{found}`: expected an action ({actions}) after the condition"
         else:
             message = f"unexpected `{found}`: expected {_describe_expected(expected_set)}"
         help = did_you_mean(found, keywords) if token.type == "NAME" else None

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from policyrouter.diagnostics import Span
-from policyrouter.registry import Budget, Deployment, Model, Registry
+from policyrouter.eligibility import Check
+from policyrouter.registry import Deployment, Model, Registry
 
 if TYPE_CHECKING:
     from policyrouter.evaluate import Context
@@ -74,12 +75,12 @@ EMPTY_ROUTE = Route("", frozenset(), (), "in_order", ())
 
 @dataclass(frozen=True, slots=True)
 class ModelPlan:
-    """A registry model with the route that serves it and what its deployments spend from."""
+    """A registry model with the route that serves it and its deployments' eligibility checks."""
 
     model: Model
     route: Route
-    budgets: Mapping[str, tuple[Budget, ...]]  # by deployment key
     deployments: tuple[Deployment, ...]
+    checks: Mapping[str, tuple[Check, ...]]  # the fact-dependent eligibility checks, by deployment key
 
 
 @dataclass(frozen=True, slots=True)

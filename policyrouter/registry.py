@@ -105,10 +105,10 @@ class Deployment:
     api_key_env: str | None = None
     index: int = 0  # position among the model's deployments: registry order
     span: Span | None = field(default=None, compare=False)
+    key: str = field(init=False, compare=False)  # `model@provider`
 
-    @property
-    def key(self) -> str:
-        return f"{self.model}@{self.provider}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.model}@{self.provider}")
 
     def __str__(self) -> str:
         return self.key

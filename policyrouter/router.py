@@ -21,8 +21,9 @@ from policyrouter.registry import Registry
 class Router:
     """Routes requests with one compiled program. Thread-safe: deciding reads, never writes."""
 
-    def __init__(self, config: Config, facts: FactSource | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, config: Config, facts: FactSource | None = None, clock: Callable[[], datetime] | None = None
+    ) -> None:
         if config.program is None or config.registry is None:
             raise ConfigError(config.errors or config.diagnostics)
         self.config = config
@@ -77,10 +78,13 @@ class InvalidFacts(PolicyRouterError):
         self.path = error.path
         self.help = error.help
         where = ".".join(error.path)
-        super().__init__(f"facts{'.' + where if where else ''}: {error.message}" + (f" ({error.help})" if error.help else ""))
+        super().__init__(
+            f"facts{'.' + where if where else ''}: {error.message}" + (f" ({error.help})" if error.help else "")
+        )
 
 
-def load(directory: str | Path = ".", *, facts: Mapping[str, Fact] | None = None,
-         clock: Callable[[], datetime] | None = None) -> Router:  # fmt: skip
+def load(
+    directory: str | Path = ".", *, facts: Mapping[str, Fact] | None = None, clock: Callable[[], datetime] | None = None
+) -> Router:
     """Load a config directory (registry.yaml and *.policy). Raises ConfigError listing every problem."""
     return Router(load_config(Path(directory), facts), clock=clock)
