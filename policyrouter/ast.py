@@ -180,7 +180,7 @@ Clause = Requires | When | Otherwise | Do | Strategy | Fallback
 class Route:
     target: Ident  # a model name, a glob such as `claude-*`, or `*`
     clauses: tuple[Clause, ...]
-    block: bool  # written with `{ }`
+    block: bool = field(compare=False)  # written with `{ }`: layout, not structure
     span: Span = _span()
 
     @property

@@ -79,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(test)
     test.add_argument("--format", choices=("text", "json", "github"), default="text")
     test.set_defaults(run=cmd_test)
+
+    fmt = commands.add_parser("fmt", help="rewrite .policy files in the canonical layout")
+    fmt.add_argument(
+        "paths", nargs="*", type=Path, default=[Path(".")], metavar="PATH", help="files or directories (default: .)"
+    )
+    fmt.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not formatted")
+    fmt.add_argument("--diff", action="store_true", help="change nothing; print what would change")
+    fmt.set_defaults(run=cmd_fmt)
     return parser
 
 
@@ -214,6 +222,52 @@ def cmd_test(args: argparse.Namespace) -> int:
                 print(outcome.render(), end="\n\n")
         print(decision_tests.summary(outcomes))
     return EXIT_FAILED if problems or any(not o.passed for o in outcomes) else EXIT_OK
+
+
+# -- fmt ----------------------------------------------------------------------------------------
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    import difflib
+
+    from policyrouter.errors import ConfigError
+    from policyrouter.fmt import format_policy
+
+    files = [f for p in args.paths for f in ([p] if p.is_file() else sorted(p.rglob("*.policy")))]
+    missing = [p for p in args.paths if not p.exists()]
+    if missing:
+        print(f"error: no such file or directory: {', '.join(map(str, missing))}", file=sys.stderr)
+        return EXIT_USAGE
+    problems: list[Diagnostic] = []
+    changed = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        try:
+            formatted = format_policy(text, display_path(path))
+        except ConfigError as e:
+            problems += e.diagnostics
+            continue
+        if formatted == text:
+            continue
+        changed.append(path)
+        if args.diff:
+            shown = display_path(path)
+            sys.stdout.writelines(
+                difflib.unified_diff(text.splitlines(keepends=True), formatted.splitlines(keepends=True), shown, shown)
+            )
+        elif not args.check:
+            path.write_text(formatted, encoding="utf-8")
+    if problems:
+        print(render(problems), file=sys.stderr)
+    if args.check:
+        for path in changed:
+            print(f"would reformat {display_path(path)}")
+    elif not args.diff:
+        for path in changed:
+            print(f"reformatted {display_path(path)}")
+    if problems or ((args.check or args.diff) and changed):
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 # -- shared -------------------------------------------------------------------------------------
