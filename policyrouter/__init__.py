@@ -1,8 +1,7 @@
 """policyrouter: decide which LLM provider serves each request, from routing policies written as text.
 
-    router = policyrouter.load("policies/subscriptions")
-    decision = router.decide("sonnet", requires=["tools"], facts={"quota": {"work": "15%"}})
-    print(decision.explain())
+`load(DIR)` reads a config directory (registry.yaml and *.policy) into a Router; `Router.decide()`
+returns a Decision (`.order`, `.excluded`, `.explain()`, `.to_dict()`) or raises DecisionError.
 """
 
 from policyrouter.compile import Fact
