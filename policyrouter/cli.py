@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_option(check)
     check.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    check.add_argument("--notes", action="store_true", help="also show notes (informational findings)")
     check.add_argument("--format", choices=("text", "json", "github"), default="text")
     check.add_argument("--max-diagnostics", type=int, default=50, metavar="N", help="show at most N (text)")
     check.set_defaults(run=cmd_check)
@@ -109,18 +110,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     outcomes: list[decision_tests.Outcome] = []
     summaries = []
     for directory in config_dirs(root):
-        config = load_config(directory)
-        found = [d.as_error() if args.strict else d for d in config.diagnostics]
-        diagnostics += found
+        config = load_config(directory, deep=True)
+        found = [d.as_error() if args.strict and d.severity == "warning" else d for d in config.diagnostics]
+        notes = sum(d.severity == "note" for d in found)
+        diagnostics += [d for d in found if args.notes or d.severity != "note"]
         ran: list[decision_tests.Outcome] = []
         if config.program is not None and not any(d.severity == "error" for d in found):
             ran, problems = decision_tests.run_files(Router(config), config.test_files())
             diagnostics += problems
             outcomes += ran
         errors = sum(d.severity == "error" for d in found)
-        warnings = len(found) - errors
+        warnings = sum(d.severity == "warning" for d in found)
+        noted = f", {_count(notes, 'note')}" + ("" if args.notes else " (--notes shows them)") if notes else ""
         summaries.append(
-            f"{display_path(directory)}: {_count(errors, 'error')}, {_count(warnings, 'warning')}, "
+            f"{display_path(directory)}: {_count(errors, 'error')}, {_count(warnings, 'warning')}{noted}, "
             f"{decision_tests.summary(ran)} decision tests"
         )
     failed = [o for o in outcomes if not o.passed]

@@ -8,6 +8,7 @@ route conflicts, then lower conditions to closures and give every registry model
 from __future__ import annotations
 
 import fnmatch
+import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from policyrouter.diagnostics import Diagnostic, Span, did_you_mean
 from policyrouter.eligibility import checks_for
 from policyrouter.facts import MISSING
 from policyrouter.program import STRATEGIES, Condition, FactRef, ModelPlan, Program
+from policyrouter.quantities import format_quantity
 from policyrouter.registry import GLOBAL_BUDGETS, Registry
 
 Type = str  # share | money | count | duration | string | bool | error
@@ -61,6 +63,8 @@ _COMPARE: Mapping[str, Callable[[Any, Any], bool]] = {
     "!=": operator.ne,
 }
 
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
 _TYPE_WORDS = {
     "share": "a share (`20%`)",
     "money": "money (`$5`)",
@@ -79,6 +83,7 @@ class _Lowered:
     type: Type
     facts: tuple[FactRef, ...] = ()
     const: Any = MISSING
+    domain: tuple[float, float] | None = None  # the values a fact can take, for always/never-holds lints
 
 
 def compile_program(
@@ -190,7 +195,7 @@ class _Compiler:
         if isinstance(clause, ast.When):
             cond = self.expr(clause.condition, lets)
             self.expect(cond, "bool", clause.condition, "a `when` condition")
-            if cond.const is False:
+            if cond.const is False and isinstance(clause.condition, ast.Literal):
                 self.warn(
                     "unreachable-clause",
                     "this condition is always false",
@@ -341,12 +346,51 @@ class _Compiler:
         op = _COMPARE[node.op]
         lf, rf = left.fn, right.fn
         facts = left.facts + right.facts
+        if left.const is not MISSING and right.const is not MISSING:
+            value = op(left.const, right.const)
+            return _Lowered(lambda ctx: value, "bool", facts, value)
         if right.const is not MISSING:  # the usual `fact OP literal`: fold the literal in
+            const = self.settled(node, left, node.op, right.const)
             value = right.const
-            if left.const is not MISSING:
-                return _Lowered(lambda ctx: op(left.const, value), "bool", facts, op(left.const, value))
-            return _Lowered(lambda ctx: op(lf(ctx), value), "bool", facts)
+            return _Lowered(lambda ctx: op(lf(ctx), value), "bool", facts, const)
+        if left.const is not MISSING:
+            const = self.settled(node, right, _FLIPPED[node.op], left.const)
+            value = left.const
+            return _Lowered(lambda ctx: op(value, rf(ctx)), "bool", facts, const)
         return _Lowered(lambda ctx: op(lf(ctx), rf(ctx)), "bool", facts)
+
+    def settled(self, node: ast.Compare, fact: _Lowered, op: str, value: Any) -> Any:
+        """True or False when `fact OP value` is decided by the fact's domain alone (with a warning)."""
+        domain = fact.domain
+        if domain is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+            return MISSING
+        lo, hi = domain
+        always = {
+            ">": lo > value,
+            ">=": lo >= value,
+            "<": hi < value,
+            "<=": hi <= value,
+            "==": lo == hi == value,
+            "!=": not lo <= value <= hi,
+        }[op]
+        never = {
+            ">": hi <= value,
+            ">=": hi < value,
+            "<": lo >= value,
+            "<=": lo > value,
+            "==": not lo <= value <= hi,
+            "!=": lo == hi == value,
+        }[op]
+        if not (always or never):
+            return MISSING
+        word = "always" if always else "never"
+        self.warn(
+            f"condition-{word}-holds",
+            f"`{node.span.text}` {word} holds",
+            node.span,
+            f"the fact is between {_bound(fact.type, lo)} and {_bound(fact.type, hi)}",
+        )
+        return always
 
     def member(self, node: ast.In, lets: Mapping[str, _Lowered]) -> _Lowered:
         left = self.expr(node.left, lets)
@@ -611,13 +655,14 @@ def _source_fact(name: str, arg: str, kind: Type) -> _Lowered:
         "latency": lambda ctx: ctx.facts.latency(arg) or 0.0,
     }
     read = _memo(key, fetchers[name])
-    return _Lowered(read, kind, (FactRef(f"{name}({arg})", key, kind, read),))
+    domain = (0.0, 1.0) if kind == "share" else (0.0, math.inf)
+    return _Lowered(read, kind, (FactRef(f"{name}({arg})", key, kind, read),), domain=domain)
 
 
 def _request_or_clock_fact(name: str) -> _Lowered:
     if name == "tokens":
         fn: Condition = lambda ctx: ctx.request.tokens  # noqa: E731
-        return _Lowered(fn, "count", (FactRef("tokens", None, "count", fn),))
+        return _Lowered(fn, "count", (FactRef("tokens", None, "count", fn),), domain=(0.0, math.inf))
 
     def clock(ctx: Any) -> int:
         given = ctx.facts.custom(name, None)
@@ -627,7 +672,8 @@ def _request_or_clock_fact(name: str) -> _Lowered:
         return now.hour if name == "hour" else now.isoweekday()
 
     read = _memo(name, clock)
-    return _Lowered(read, "count", (FactRef(name, name, "count", read),))
+    domain = (0.0, 23.0) if name == "hour" else (1.0, 7.0)
+    return _Lowered(read, "count", (FactRef(name, name, "count", read),), domain=domain)
 
 
 def _always_decides(clause: program.Clause) -> bool:
@@ -665,6 +711,10 @@ def _cycle_edges(start: str, edges: Mapping[str, tuple[str, ...]]) -> Iterable[t
             elif nxt not in visited:
                 visited.add(nxt)
                 stack.append((nxt, [*path, nxt]))
+
+
+def _bound(kind: str, x: float) -> str:
+    return "∞" if x == math.inf else format_quantity(kind, x)
 
 
 def _names(names: Iterable[str]) -> str:

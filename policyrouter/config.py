@@ -15,6 +15,7 @@ from policyrouter import ast
 from policyrouter.compile import Fact, compile_program
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import ConfigError
+from policyrouter.lint import lint, suppress
 from policyrouter.parse import parse_policy
 from policyrouter.program import Program
 from policyrouter.registry import Registry
@@ -43,9 +44,10 @@ class Config:
 def display_path(path: Path) -> str:
     """Paths in messages are relative to the working directory when they can be."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:
         return str(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def config_dirs(root: Path) -> list[Path]:
@@ -56,7 +58,9 @@ def config_dirs(root: Path) -> list[Path]:
     return found or [root]
 
 
-def load_config(directory: Path, custom_facts: Mapping[str, Fact] | None = None) -> Config:
+def load_config(directory: Path, custom_facts: Mapping[str, Fact] | None = None, *, deep: bool = False) -> Config:
+    """Read, parse, compile and lint a config directory. `deep` adds the lints that search for
+    requests a route leaves with nothing (what `check` runs; loading a router skips them)."""
     from policyrouter.registry_schema import load_registry
 
     registry_path = directory / REGISTRY_FILE
@@ -96,4 +100,7 @@ def load_config(directory: Path, custom_facts: Mapping[str, Fact] | None = None)
         diagnostics += found
         if any(d.severity == "error" for d in diagnostics):
             program = None
+        elif program is not None:
+            diagnostics += lint(program, files, deep=deep)
+    diagnostics = suppress(diagnostics)
     return Config(directory, registry, files, program, diagnostics, dict(custom_facts or {}))

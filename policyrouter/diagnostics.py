@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-Severity = Literal["error", "warning"]
+Severity = Literal["error", "warning", "note"]  # `--strict` makes warnings errors; notes stay notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,8 @@ class Diagnostic:
         props.append(f"title={self.code}")
         text = self.message + (f" (help: {self.help})" if self.help else "")
         text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-        return f"::{self.severity} {','.join(props)}::{text}"
+        level = "notice" if self.severity == "note" else self.severity
+        return f"::{level} {','.join(props)}::{text}"
 
 
 def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:

@@ -1,0 +1,360 @@
+"""Lints over a compiled program: mistakes that type-check but would not do what was meant.
+
+- `fallback-lacks-capability`: a fallback model lacks a capability its route requires;
+- `fallback-context-window` (a note): a fallback has a smaller context window than the route's model;
+- `unused-provider`, `unused-model`: declared in the registry, used by nothing;
+- `no-eligible-deployment`: the policy itself (`only`, `requires`, `use`, a `deny` reached through a
+  fallback) can leave a request with nothing although the facts alone would leave a deployment.
+  Found by trying the finite boundary values of the facts the route reads, with each provider
+  available or not; reported with the request and facts that reach it.
+
+Warnings are suppressed per line by a comment naming the code: `# policyrouter: allow unused-model`
+on the line or the line before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from policyrouter import ast
+from policyrouter.decision import Request
+from policyrouter.diagnostics import Diagnostic
+from policyrouter.eligibility import request_reason
+from policyrouter.errors import DecisionError
+from policyrouter.evaluate import Context, decide
+from policyrouter.facts import StaticFacts
+from policyrouter.program import ModelPlan, Program
+from policyrouter.quantities import format_quantity
+from policyrouter.registry import Registry
+
+MAX_CASES_PER_ROUTE = 2048
+_ALLOW = re.compile(r"policyrouter:\s*allow\s+([a-z0-9, -]+)")
+
+
+def lint(program: Program, files: Sequence[ast.PolicyFile], *, deep: bool = True) -> list[Diagnostic]:
+    registry = program.registry
+    routes = [s for f in files for s in f.statements if isinstance(s, ast.Route)]
+    found = list(_fallbacks(registry, routes))
+    if files:
+        found += _unused(registry, routes)
+    if deep:
+        found += _holes(program, routes)
+    return found
+
+
+def suppress(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Drop warnings and notes whose line, or the line before, says `policyrouter: allow CODE`."""
+    kept = []
+    for d in diagnostics:
+        if d.severity != "error" and d.span is not None:
+            source = d.span.source
+            allowed = {
+                code.strip()
+                for line in (d.span.line - 1, d.span.line)
+                for m in _ALLOW.finditer(source.line_text(line))
+                for code in m.group(1).split(",")
+            }
+            if d.code in allowed:
+                continue
+        kept.append(d)
+    return kept
+
+
+# -- fallbacks ----------------------------------------------------------------------------------
+
+
+def _fallbacks(registry: Registry, routes: Sequence[ast.Route]) -> Iterator[Diagnostic]:
+    for route in routes:
+        requires = {c.name for clause in route.clauses if isinstance(clause, ast.Requires) for c in clause.capabilities}
+        own = registry.models.get(route.target.name)
+        for clause in route.clauses:
+            if not isinstance(clause, ast.Fallback):
+                continue
+            for ident in clause.models:
+                model = registry.models.get(ident.name)
+                if model is None:
+                    continue
+                lacking = sorted(requires - model.capabilities)
+                if lacking:
+                    yield Diagnostic(
+                        "fallback-lacks-capability",
+                        f"`{ident.name}` lacks {_listing(lacking)}, which this route requires: it can never serve",
+                        ident.span,
+                        "warning",
+                        f"remove it from the fallbacks, or pick a model with {_listing(lacking)}",
+                    )
+                window, own_window = model.context_window, own.context_window if own else None
+                if window is not None and own_window is not None and window < own_window:
+                    yield Diagnostic(
+                        "fallback-context-window",
+                        f"`{ident.name}` has a smaller context window ({format_quantity('count', window)}) "
+                        f"than `{route.target.name}` ({format_quantity('count', own_window)})",
+                        ident.span,
+                        "note",
+                        f"requests over {format_quantity('count', window)} tokens skip this fallback",
+                    )
+
+
+# -- unused declarations ------------------------------------------------------------------------
+
+
+def _unused(registry: Registry, routes: Sequence[ast.Route]) -> Iterator[Diagnostic]:
+    used_providers = {d.provider for m in registry.models.values() for d in m.deployments}
+    for name, provider in registry.providers.items():
+        if name not in used_providers:
+            yield Diagnostic(
+                "unused-provider",
+                f"provider `{name}` serves no model",
+                provider.span,
+                "warning",
+                "add a deployment on it, or remove it",
+            )
+    named = set()
+    for route in routes:
+        if "*" in route.target.name:
+            named.update(m for m in registry.models if _glob_match(route.target.name, m))
+        else:
+            named.add(route.target.name)
+        for node in _walk_names(route):
+            named.add(node)
+    for name, model in registry.models.items():
+        if name not in named:
+            yield Diagnostic(
+                "unused-model",
+                f"no policy routes or names model `{name}`",
+                model.span,
+                "warning",
+                "requests for it go in registry order; route it, name it as a fallback, or remove it",
+            )
+
+
+def _walk_names(route: ast.Route) -> Iterator[str]:
+    for clause in route.clauses:
+        if isinstance(clause, ast.Fallback):
+            yield from (m.name for m in clause.models)
+        actions = []
+        if isinstance(clause, ast.When):
+            actions = [clause.action, clause.otherwise]
+        elif isinstance(clause, (ast.Otherwise, ast.Do)):
+            actions = [clause.action]
+        yield from (a.model.name for a in actions if isinstance(a, ast.Use))
+
+
+def _glob_match(pattern: str, name: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+# -- routes that can leave nothing --------------------------------------------------------------
+
+
+def _holes(program: Program, routes: Sequence[ast.Route]) -> Iterator[Diagnostic]:
+    by_target = {r.target.name: r for r in routes}
+    for name, plan in program.plans.items():
+        node = by_target.get(plan.route.target)
+        if node is None:
+            continue
+        found = _first_hole(program, plan, node)
+        if found is not None:
+            request, facts, alive = found
+            yield Diagnostic(
+                "no-eligible-deployment",
+                f"route `{node.target.name}` can leave "
+                + (f"`{name}` with no deployment" if "*" in node.target.name else "a request with no deployment"),
+                node.target.span,
+                "warning",
+                f"e.g. request {_request_text(request)} with facts {_facts_text(facts)}: "
+                f"the policy leaves nothing although {alive} is eligible",
+            )
+
+
+def _first_hole(program: Program, plan: ModelPlan, node: ast.Route) -> tuple[Request, dict[str, Any], str] | None:
+    registry = program.registry
+    model = plan.model
+    dims = _fact_dimensions(registry, plan, node)
+    tags = sorted(_tags(node))
+    tokens = sorted({0, *(t for t in _literals(node, "tokens") if t <= (model.context_window or math.inf))})
+    requests = [
+        Request(model.name, frozenset(caps), int(tok), None, frozenset(tagset))
+        for caps in [(), *((c,) for c in sorted(model.capabilities))]
+        for tok in tokens
+        for tagset in _subsets(tags)
+    ]
+    keys = list(dims)
+    combos = itertools.islice(itertools.product(*(dims[k] for k in keys)), MAX_CASES_PER_ROUTE)
+    for values in combos:
+        facts = _nest(dict(zip(keys, values, strict=True)))
+        source = StaticFacts(registry, facts)
+        for request in requests:
+            try:
+                decide(program, request, source)
+                continue
+            except DecisionError as e:
+                if e.code in ("denied", "unknown_model"):
+                    continue
+            alive = _eligible_alone(program, plan, request, source)
+            if alive is not None:
+                return request, facts, alive
+    return None
+
+
+def _eligible_alone(program: Program, plan: ModelPlan, request: Request, source: StaticFacts) -> str | None:
+    """A deployment the facts alone leave for this request (no policy), if any."""
+    ctx = Context(program.registry, request, source)
+    for d in plan.deployments:
+        if request_reason(d, request.requires, ctx.context_tokens) is None and all(
+            check(ctx) is None for check in plan.checks[d.key]
+        ):
+            return d.key
+    return None
+
+
+def _fact_dimensions(registry: Registry, plan: ModelPlan, node: ast.Route) -> dict[str, list[Any]]:
+    """Each fact the route reads, with the boundary values of its comparisons; and each provider of
+    the model available or cooling down."""
+    dims: dict[str, list[Any]] = {}
+    for key, kind, literals in _compared_facts(node):
+        lo, hi = (
+            (0.0, 1.0)
+            if kind == "share"
+            else (0.0, 23.0)
+            if key == "hour"
+            else (1.0, 7.0)
+            if key == "weekday"
+            else (0.0, math.inf)
+        )
+        step = {"share": 0.01, "money": 0.01, "duration": 0.001}.get(kind, 1.0)
+        values = {lo} | ({hi} if hi != math.inf else set())
+        for c in literals:
+            values |= {v for v in (c - step, c, c + step) if lo <= v <= hi}
+        dims[key] = sorted(values)
+    for d in plan.deployments:
+        dims.setdefault(f"cooldown.{d.provider}", [0.0, 60.0])
+    return dims
+
+
+def _compared_facts(node: ast.Route) -> Iterator[tuple[str, str, list[float]]]:
+    found: dict[str, tuple[str, list[float]]] = {}
+    for expr in _conditions(node):
+        for cmp in _comparisons(expr):
+            for fact, literal in ((cmp.left, cmp.right), (cmp.right, cmp.left)):
+                key_kind = _fact_key(fact)
+                if key_kind is not None and isinstance(literal, ast.Literal) and isinstance(literal.value, float):
+                    key, kind = key_kind
+                    found.setdefault(key, (kind, []))[1].append(literal.value)
+    for key, (kind, literals) in found.items():
+        yield key, kind, literals
+
+
+_FACT_KINDS = {
+    "quota": "share",
+    "budget": "share",
+    "spend": "money",
+    "rpm": "count",
+    "tpm": "count",
+    "errors": "count",
+    "latency": "duration",
+}
+
+
+def _fact_key(node: ast.Expr) -> tuple[str, str] | None:
+    if isinstance(node, ast.Call) and isinstance(node.arg, ast.Ident) and node.func.name in _FACT_KINDS:
+        return f"{node.func.name}.{node.arg.name}", _FACT_KINDS[node.func.name]
+    if isinstance(node, ast.Name) and node.name in ("hour", "weekday"):
+        return node.name, "count"
+    return None
+
+
+def _conditions(node: ast.Route) -> Iterator[ast.Expr]:
+    for clause in node.clauses:
+        if isinstance(clause, ast.When):
+            yield clause.condition
+
+
+def _comparisons(expr: ast.Expr) -> Iterator[ast.Compare]:
+    if isinstance(expr, ast.Compare):
+        yield expr
+    elif isinstance(expr, (ast.And, ast.Or)):
+        for op in expr.operands:
+            yield from _comparisons(op)
+    elif isinstance(expr, ast.Not):
+        yield from _comparisons(expr.operand)
+
+
+def _tags(node: ast.Route) -> set[str]:
+    out = set()
+    for expr in _conditions(node):
+        stack = [expr]
+        while stack:
+            e = stack.pop()
+            if isinstance(e, ast.Call) and e.func.name == "tag" and isinstance(e.arg, ast.Literal):
+                out.add(str(e.arg.value))
+            elif isinstance(e, (ast.And, ast.Or)):
+                stack += e.operands
+            elif isinstance(e, ast.Not):
+                stack.append(e.operand)
+    return out
+
+
+def _literals(node: ast.Route, name: str) -> set[float]:
+    out: set[float] = set()
+    for expr in _conditions(node):
+        for cmp in _comparisons(expr):
+            for fact, literal in ((cmp.left, cmp.right), (cmp.right, cmp.left)):
+                if isinstance(fact, ast.Name) and fact.name == name and isinstance(literal, ast.Literal):
+                    value = float(literal.value)
+                    out |= {max(0.0, value - 1), value, value + 1}
+    return out
+
+
+def _subsets(items: list[str]) -> Iterator[tuple[str, ...]]:
+    for n in range(len(items) + 1):
+        yield from itertools.combinations(items, n)
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        head, _, name = key.partition(".")
+        if name:
+            out.setdefault(head, {})[name] = value
+        else:
+            out[head] = int(value)
+    return out
+
+
+def _request_text(request: Request) -> str:
+    parts = [f"model: {request.model}"]
+    if request.requires:
+        parts.append(f"requires: [{', '.join(sorted(request.requires))}]")
+    if request.tokens:
+        parts.append(f"tokens: {request.tokens}")
+    if request.tags:
+        parts.append(f"tags: [{', '.join(sorted(request.tags))}]")
+    return "{" + ", ".join(parts) + "}"
+
+
+def _facts_text(facts: dict[str, Any]) -> str:
+    shown = []
+    for head, value in facts.items():
+        if isinstance(value, dict):
+            inner = [f"{k}: {_fact_value(head, v)}" for k, v in value.items() if not (head == "cooldown" and v == 0)]
+            if inner:
+                shown.append(f"{head}: {{{', '.join(inner)}}}")
+        else:
+            shown.append(f"{head}: {value}")
+    return "{" + ", ".join(shown) + "}"
+
+
+def _fact_value(head: str, value: float) -> str:
+    kind = {"quota": "share", "budget": "share", "spend": "money", "cooldown": "duration", "latency": "duration"}
+    return format_quantity(kind.get(head, "count"), value)
+
+
+def _listing(names: Iterable[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
