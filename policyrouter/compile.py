@@ -572,7 +572,12 @@ class _Compiler:
                 elif current is None or literal > current[0]:
                     by_model[model] = (literal, node, compiled)
             if not matched:
-                self.warn("unused-route", f"`{target}` matches no model in the registry", node.target.span)
+                self.warn(
+                    "unused-route",
+                    f"`{target}` matches no model in the registry",
+                    node.target.span,
+                    f"the registry's models are {_names(self.registry.models)}",
+                )
             elif all(m in exact for m in matched):
                 self.warn(
                     "shadowed-route",

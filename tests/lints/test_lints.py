@@ -1,0 +1,169 @@
+"""Every lint: a bad policy renders exactly its golden diagnostic; the fixed policy does not trigger it.
+
+Run with UPDATE_GOLDEN=1 to rewrite the golden files after checking the new output by eye.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policyrouter.config import load_config
+from policyrouter.diagnostics import render
+
+HERE = Path(__file__).parent
+REGISTRY = (HERE / "registry.yaml").read_text()
+DOCS = HERE.parent.parent / "docs" / "lints.md"
+
+# One case per lint: a policy that triggers it, and the same policy fixed so it does not.
+# `route * strategy in_order` is added to every policy unless the case says `catch_all: False`, so
+# models a case does not mention are still routed (and `unused-model` stays quiet). A case may change
+# the shared registry with `registry: (old, new)`, a text replacement.
+CASES: list[dict[str, Any]] = [
+    {
+        "code": "unreachable-clause",
+        "bad": "route sonnet {\n    when quota(work) > 20% prefer work else personal\n    when hour > 22 prefer personal\n}\n",
+        "good": "route sonnet {\n    when quota(work) > 20% prefer work\n    when hour > 22 prefer personal\n}\n",
+    },
+    {
+        "code": "condition-never-holds",
+        "bad": "route sonnet when quota(work) > 100% prefer work\n",
+        "good": "route sonnet when quota(work) > 90% prefer work\n",
+    },
+    {
+        "code": "condition-always-holds",
+        "bad": "route sonnet when weekday >= 1 prefer work\n",
+        "good": "route sonnet when weekday >= 6 prefer work\n",
+    },
+    {
+        "code": "provider-not-serving",
+        "bad": "route sonnet prefer openai\n",
+        "good": "route sonnet prefer personal\n",
+    },
+    {
+        "code": "no-quota",
+        "bad": 'route gpt-4o when quota(openai) < 10% deny "openai is nearly spent"\n',
+        "good": 'route gpt-4o when spend(run) > $4 deny "the run is nearly spent"\n',
+    },
+    {
+        "code": "shadowed-route",
+        "bad": "route sonnet prefer work\nroute sonn* prefer personal\n",
+        "good": "route sonnet prefer work\nroute sonn* prefer personal\n",
+        "good_registry": (
+            "models:\n",
+            "models:\n  sonnet-3:\n    price: {input_per_mtok: 3, output_per_mtok: 15}\n"
+            "    deployments:\n      - {provider: work, model_id: s3}\n      - {provider: personal, model_id: s3}\n",
+        ),
+    },
+    {
+        "code": "unused-route",
+        "bad": "route claude-* prefer work\n",
+        "good": "route sonn* prefer work\n",
+    },
+    {
+        "code": "fallback-lacks-capability",
+        "bad": "route sonnet requires tools fallback local-coder\n",
+        "good": "route sonnet requires tools fallback gpt-4o\n",
+    },
+    {
+        "code": "fallback-context-window",
+        "bad": "route sonnet fallback gpt-4o\n",
+        "good": "route gpt-4o fallback sonnet\n",
+    },
+    {
+        "code": "no-eligible-deployment",
+        "bad": "route sonnet when quota(work) > 20% only work else only personal\n",
+        "good": "route sonnet when quota(work) > 20% prefer work else personal\n",
+    },
+    {
+        "code": "unused-model",
+        "bad": "route sonnet prefer work\nroute gpt-4o fallback sonnet\n",
+        "good": "route sonnet prefer work\nroute gpt-4o fallback sonnet, local-coder\n",
+        "catch_all": False,
+    },
+    {
+        "code": "unused-provider",
+        "bad": "route sonnet prefer work\n",
+        "good": "route sonnet prefer work\n",
+        "registry": ("providers:\n", "providers:\n  spare:\n    litellm_provider: openai\n"),
+        "good_registry": None,
+    },
+    {
+        "code": "unpriced-hard-budget",
+        "bad": "route sonnet prefer work\n",
+        "good": "route sonnet prefer work\n",
+        "registry": ("    price: {input_per_mtok: 0, output_per_mtok: 0}\n", ""),
+        "good_registry": None,
+    },
+]
+
+
+def _config(root: Path, name: str, case: dict[str, Any], policy: str, registry_change: Any) -> Path:
+    directory = root / name
+    directory.mkdir()
+    registry = REGISTRY
+    if registry_change:
+        old, new = registry_change
+        assert old in registry
+        registry = registry.replace(old, new, 1)
+    (directory / "registry.yaml").write_text(registry)
+    if case.get("catch_all", True):
+        policy += "route * strategy in_order\n"
+    (directory / "policy.policy").write_text(policy)
+    return directory
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["code"] for c in CASES])
+def test_bad_policy_renders_its_golden(case: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _config(tmp_path, "bad", case, case["bad"], case.get("registry"))
+    found = [d for d in load_config(Path("bad"), deep=True).diagnostics if d.code == case["code"]]
+    assert found, f"{case['code']} did not fire"
+    text = render(found) + "\n"
+    golden = HERE / "golden" / f"{case['code']}.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["code"] for c in CASES])
+def test_fixed_policy_is_quiet(case: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _config(tmp_path, "good", case, case["good"], case.get("good_registry", case.get("registry")))
+    config = load_config(Path("good"), deep=True)
+    assert config.program is not None
+    assert [d.code for d in config.diagnostics if d.severity != "note" or d.code == case["code"]] == []
+
+
+def test_a_comment_naming_the_code_suppresses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    policy = "route sonnet when quota(work) > 100% prefer work  # policyrouter: allow condition-never-holds\n"
+    _config(tmp_path, "allowed", {}, policy, None)
+    assert [d.code for d in load_config(Path("allowed"), deep=True).diagnostics] == []
+
+
+def test_a_suppression_names_one_code_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    policy = "# policyrouter: allow unused-route\nroute sonnet when quota(work) > 100% prefer work\n"
+    _config(tmp_path, "other", {}, policy, None)
+    assert [d.code for d in load_config(Path("other"), deep=True).diagnostics] == ["condition-never-holds"]
+
+
+def test_every_lint_has_a_docs_entry() -> None:
+    documented = set(re.findall(r"^### `([a-z-]+)`", DOCS.read_text(), re.M))
+    missing = {c["code"] for c in CASES} - documented
+    assert not missing, f"docs/lints.md lacks {sorted(missing)}"
+
+
+def test_the_planted_hole_names_the_facts_that_reach_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    case = next(c for c in CASES if c["code"] == "no-eligible-deployment")
+    _config(tmp_path, "hole", case, case["bad"], None)
+    (found,) = [d for d in load_config(Path("hole"), deep=True).diagnostics if d.code == "no-eligible-deployment"]
+    assert found.help is not None
+    assert "quota: {work: 19%}" in found.help and "personal" in found.help
