@@ -110,6 +110,9 @@ class Deployment:
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", f"{self.model}@{self.provider}")
 
+    def __repr__(self) -> str:
+        return f"<Deployment {self.key}: {self.litellm_model}>"
+
     def __str__(self) -> str:
         return self.key
 

@@ -1,28 +1,43 @@
-"""The front door: `load(DIR)` gives a Router; `Router.decide(...)` gives a Decision."""
+"""The front door: `load(DIR)` gives a Router; `Router.decide(...)` gives a Decision.
+
+Without `facts`, a decision reads the live state (the store `settings.state` names, SQLite by
+default, opened on first use); with `facts`, it is a dry run that never touches the store.
+"""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policyrouter.compile import Fact
 from policyrouter.config import Config, load_config
 from policyrouter.decision import Decision, Request
+from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import ConfigError, PolicyRouterError
 from policyrouter.evaluate import decide
 from policyrouter.facts import FactsError, FactSource, StaticFacts
 from policyrouter.program import Program
 from policyrouter.registry import Registry
 
+if TYPE_CHECKING:
+    from policyrouter.state import StateStore
+
 
 class Router:
-    """Routes requests with one compiled program. Thread-safe: deciding reads, never writes."""
+    """Routes requests with one compiled program. Thread-safe: deciding only reads."""
 
     def __init__(
-        self, config: Config, facts: FactSource | None = None, clock: Callable[[], datetime] | None = None
+        self,
+        config: Config,
+        *,
+        state: StateStore | str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        run_id: str | None = None,
+        staleness: float | None = None,
     ) -> None:
         if config.program is None or config.registry is None:
             raise ConfigError(config.errors or config.diagnostics)
@@ -30,12 +45,46 @@ class Router:
         self.program: Program = config.program
         self.registry: Registry = config.registry
         self.clock = clock
+        self.run_id = run_id
         self._custom_names = frozenset(config.custom_facts)
-        self._facts = facts
+        self._state = state
+        self._staleness = staleness
+        self._store: StateStore | None = None
+        self._live: FactSource | None = None
+        self._lock = threading.Lock()
 
     @property
-    def warnings(self) -> list[Any]:
+    def warnings(self) -> list[Diagnostic]:
         return [d for d in self.config.diagnostics if d.severity == "warning"]
+
+    @property
+    def store(self) -> StateStore:
+        """The live state store, opened on first use."""
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = self._open_store()
+        return self._store
+
+    def _open_store(self) -> StateStore:
+        from policyrouter.state import StateStore, open_store
+
+        if isinstance(self._state, StateStore):
+            return self._state
+        options: dict[str, Any] = {"run_id": self.run_id} if self.run_id else {}
+        if self.clock is not None:
+            options["clock"] = self.clock
+        return open_store(self.registry, self._state, **options)
+
+    @property
+    def live_facts(self) -> FactSource:
+        """The facts decisions read when no dry-run facts are given: the store's, briefly cached."""
+        if self._live is None:
+            from policyrouter.state import LiveFacts
+
+            options: dict[str, Any] = {} if self._staleness is None else {"ttl": self._staleness}
+            self._live = LiveFacts(self.store, self.registry, run_id=self.run_id, **options)
+        return self._live
 
     def decide(
         self,
@@ -45,30 +94,44 @@ class Router:
         tokens: int = 0,
         max_tokens: int | None = None,
         tags: Iterable[str] = (),
-        facts: Mapping[str, Any] | None = None,
+        facts: Mapping[str, Any] | FactSource | None = None,
         request_id: str | None = None,
     ) -> Decision:
-        """Decide where a request goes. With `facts`, a dry run: what they do not give reads as a
-        fresh state, never the live one. Raises DecisionError (with `.code`) on a refusal."""
+        """Decide where a request goes. With a `facts` mapping, a dry run: what it does not give
+        reads as a fresh state, never the live one. Raises DecisionError (`.code`) on a refusal."""
         source: FactSource
-        if facts is not None or self._facts is None:
+        if facts is None:
+            source = self.live_facts
+        elif isinstance(facts, Mapping):
             try:
                 static = StaticFacts(self.registry, facts, self.clock, self._custom_names)
             except FactsError as e:
                 raise InvalidFacts(e) from None
             source = static
-            request_id = request_id if request_id is not None else static.request_id
+            if request_id is None:
+                request_id = static.request_id or ""
         else:
-            source = self._facts
+            source = facts
         request = Request(
             model=model,
             requires=frozenset(requires),
             tokens=int(tokens),
             max_tokens=max_tokens,
             tags=frozenset(tags),
-            request_id=request_id if request_id is not None else (uuid.uuid4().hex if facts is None else ""),
+            request_id=request_id if request_id is not None else uuid.uuid4().hex,
         )
         return decide(self.program, request, source)
+
+    def close(self) -> None:
+        """Close the state store if this router opened it (a store passed in stays open)."""
+        if self._store is not None and self._store is not self._state:
+            self._store.close()
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class InvalidFacts(PolicyRouterError):
@@ -78,13 +141,23 @@ class InvalidFacts(PolicyRouterError):
         self.path = error.path
         self.help = error.help
         where = ".".join(error.path)
-        super().__init__(
-            f"facts{'.' + where if where else ''}: {error.message}" + (f" ({error.help})" if error.help else "")
-        )
+        message = f"facts{'.' + where if where else ''}: {error.message}"
+        super().__init__(message + (f" ({error.help})" if error.help else ""))
 
 
 def load(
-    directory: str | Path = ".", *, facts: Mapping[str, Fact] | None = None, clock: Callable[[], datetime] | None = None
+    directory: str | Path = ".",
+    *,
+    facts: Mapping[str, Fact] | None = None,
+    state: StateStore | str | None = None,
+    clock: Callable[[], datetime] | None = None,
+    run_id: str | None = None,
+    staleness: float | None = None,
 ) -> Router:
-    """Load a config directory (registry.yaml and *.policy). Raises ConfigError listing every problem."""
-    return Router(load_config(Path(directory), facts), clock=clock)
+    """Load a config directory (registry.yaml and *.policy). Raises ConfigError listing every problem.
+
+    `facts` registers facts of your own for policies to read; `state` overrides `settings.state`
+    (a store or a URL such as `memory://`); `run_id` names the run that `run` budgets count against.
+    """
+    config = load_config(Path(directory), facts)
+    return Router(config, state=state, clock=clock, run_id=run_id, staleness=staleness)
