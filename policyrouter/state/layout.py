@@ -1,0 +1,151 @@
+"""What is counted, under which key, in which window: the one place that maps the registry's limits to
+store keys. Stores, live facts and `status` all ask this module, so they never disagree.
+
+Keys (before a store's own prefix):
+
+| key | counts | window |
+| --- | --- | --- |
+| `quota:P|W` | provider P's quota use, in its unit | the quota's window |
+| `spend:S|W` | USD spent in scope S (`run`, `day`, `week`, `month`, each budget's) | the budget's window |
+| `rpm:K|W`, `tpm:K|W` | requests / tokens of provider or `model@provider` K | the current minute |
+| `errors:P` | consecutive failures of P (a success sets it to 0) | none |
+| `cooldown:P` | the instant (epoch seconds) P's cooldown ends | until then |
+| `inflight:P` | live reservations on P (their reserved part) | none |
+| `latency:P` | the last N latencies of P, seconds (a list) | none |
+| `rr:M` | round-robin position of model M | none |
+
+`W` is the window occurrence's key (`month@1711922400000`, `run:RUN_ID`), so a new window is a new
+counter. Every counter's settled part (`used`) only ever grows within its window; the `reserved` part
+is what live reservations hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from policyrouter.registry import GLOBAL_BUDGETS, Deployment, Registry, Window
+from policyrouter.state.model import Counter, LimitKind, Usage
+from policyrouter.state.windows import MINUTE, WindowSpan, current_span
+
+RUN_TTL = 7 * 86400.0  # a run's counters live this long after their last write
+MAX_MARGIN = 3600.0  # a window's counters outlive its end by its length, at most this
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """A counter in its current window, with the limit on it (None: counted, not limited)."""
+
+    kind: LimitKind
+    name: str
+    unit: str
+    key: str
+    span: WindowSpan
+    limit: float | None
+    hard: bool
+
+    def usage(self, counter: Counter) -> Usage:
+        return Usage(
+            kind=self.kind,
+            name=self.name,
+            window=self.span.window.name,
+            unit=self.unit,
+            used=counter.used,
+            reserved=max(0.0, counter.reserved),
+            limit=self.limit,
+            hard=self.hard,
+            resets_at=self.span.end,
+        )
+
+    def ttl(self, now: datetime) -> float:
+        """Seconds from `now` the counter must live: to its window's end plus a margin."""
+        span = self.span
+        if span.start is None or span.end is None:
+            return RUN_TTL
+        length = (span.end - span.start).total_seconds()
+        return max(1.0, (span.end - now).total_seconds() + min(MAX_MARGIN, length))
+
+
+class Layout:
+    """The meters of one registry. `run_id` names the `run` windows."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._tz = registry.settings.timezone
+
+    def _span(self, window: Window, at: datetime, run_id: str) -> WindowSpan:
+        return current_span(window, at, self._tz, run_id)
+
+    def quota(self, provider: str, at: datetime, run_id: str) -> Meter | None:
+        quota = self.registry.providers[provider].quota
+        if quota is None:
+            return None
+        span = self._span(quota.window, at, run_id)
+        return Meter("quota", provider, quota.unit, f"quota:{provider}|{span.key}", span, quota.limit, quota.hard)
+
+    def spend(self, scope: str, at: datetime, run_id: str) -> Meter | None:
+        """The spend counter of a budget scope; `run`/`day`/`week`/`month` are counted even without a
+        budget. None for a provider or model without a budget of its own: nothing counts it."""
+        budget = self.registry.budgets.get(scope)
+        if budget is not None:
+            span = self._span(budget.window, at, run_id)
+            return Meter("budget", scope, "usd", f"spend:{scope}|{span.key}", span, budget.usd, budget.hard)
+        if scope in GLOBAL_BUDGETS:
+            span = self._span(Window(scope), at, run_id)
+            return Meter("budget", scope, "usd", f"spend:{scope}|{span.key}", span, None, False)
+        return None
+
+    def spend_meters(self, deployment: Deployment, at: datetime, run_id: str) -> list[Meter]:
+        """Every spend counter a call on `deployment` adds to: the global scopes and its budgets."""
+        scopes = dict.fromkeys((*GLOBAL_BUDGETS, *(b.name for b in self.registry.budgets_for(deployment))))
+        return [m for s in scopes if (m := self.spend(s, at, run_id)) is not None]
+
+    def rate(self, kind: LimitKind, key: str, at: datetime) -> Meter:
+        """`rpm`/`tpm` of a provider or a `model@provider` in the current minute."""
+        limits: object = self.registry.providers.get(key)
+        if "@" in key:
+            model, _, provider = key.partition("@")
+            found = self.registry.models.get(model)
+            limits = next((d for d in found.deployments if d.provider == provider), None) if found else None
+        limit = getattr(limits, kind, None)  # unknown names are counted but have no limit
+        span = self._span(MINUTE, at, "")
+        unit = "requests" if kind == "rpm" else "tokens"
+        return Meter(kind, key, unit, f"{kind}:{key}|{span.key}", span, limit, limit is not None)
+
+    def rate_meters(self, deployment: Deployment, at: datetime) -> list[Meter]:
+        keys = (deployment.provider, deployment.key)
+        return [self.rate(kind, k, at) for kind in ("rpm", "tpm") for k in keys]
+
+    def quota_meters(self, at: datetime, run_id: str) -> list[Meter]:
+        return [m for p in self.registry.providers if (m := self.quota(p, at, run_id)) is not None]
+
+    def budget_meters(self, at: datetime, run_id: str) -> list[Meter]:
+        return [m for s in self.registry.budgets if (m := self.spend(s, at, run_id)) is not None]
+
+    def limited_rate_meters(self, at: datetime) -> list[Meter]:
+        keys = [
+            *self.registry.providers,
+            *(d.key for m in self.registry.models.values() for d in m.deployments),
+        ]
+        meters = [self.rate(kind, k, at) for k in keys for kind in ("rpm", "tpm")]
+        return [m for m in meters if m.limit is not None]
+
+
+def errors_key(provider: str) -> str:
+    return f"errors:{provider}"
+
+
+def cooldown_key(provider: str) -> str:
+    return f"cooldown:{provider}"
+
+
+def inflight_key(provider: str) -> str:
+    return f"inflight:{provider}"
+
+
+def latency_key(provider: str) -> str:
+    return f"latency:{provider}"
+
+
+def round_robin_key(model: str) -> str:
+    return f"rr:{model}"

@@ -1,0 +1,126 @@
+"""`memory://`: the state of one process, for tests and one-off scripts. A lock makes each step atomic."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from policyrouter.registry import Registry
+from policyrouter.state.model import Check, Counter, Hold, Op
+from policyrouter.state.store import StateStore, fits
+
+
+@dataclass(slots=True)
+class _Cell:
+    used: float = 0.0
+    reserved: float = 0.0
+    expires_at: float | None = None
+
+
+class MemoryStore(StateStore):
+    def __init__(self, registry: Registry, url: str = "memory://", **options: Any) -> None:
+        super().__init__(registry, url, **options)
+        self._lock = threading.Lock()
+        self._cells: dict[str, _Cell] = {}
+        self._lists: dict[str, list[float]] = {}
+        self._reservations: dict[str, tuple[float, tuple[Hold, ...]]] = {}
+
+    def _live(self, key: str, now: float) -> _Cell | None:
+        cell = self._cells.get(key)
+        if cell is not None and cell.expires_at is not None and cell.expires_at <= now:
+            del self._cells[key]
+            return None
+        return cell
+
+    def _cell(self, key: str, now: float, ttl: float | None) -> _Cell:
+        cell = self._live(key, now) or self._cells.setdefault(key, _Cell())
+        if ttl is not None:
+            cell.expires_at = now + ttl
+        return cell
+
+    def _reap_locked(self, now: float) -> int:
+        expired = [rid for rid, (until, _) in self._reservations.items() if until <= now]
+        for rid in expired:
+            self._drop_holds(rid, now)
+        return len(expired)
+
+    def _drop_holds(self, rid: str, now: float) -> bool:
+        entry = self._reservations.pop(rid, None)
+        if entry is None:
+            return False
+        for hold in entry[1]:
+            cell = self._live(hold.key, now)
+            if cell is not None:
+                cell.reserved -= hold.amount
+        return True
+
+    def _reserve(
+        self, now: float, rid: str, lease_until: float, checks: Sequence[Check], holds: Sequence[Hold]
+    ) -> tuple[int | None, list[Counter]]:
+        with self._lock:
+            self._reap_locked(now)
+            counters = []
+            for check in checks:
+                cell = self._live(check.key, now) or _Cell()
+                counters.append(Counter(cell.used, cell.reserved))
+            for i, (check, c) in enumerate(zip(checks, counters, strict=True)):
+                if check.limit is not None and not fits(c.total, check.amount, check.limit):
+                    return i, counters
+            for hold in holds:
+                self._cell(hold.key, now, hold.ttl).reserved += hold.amount
+            self._reservations[rid] = (lease_until, tuple(holds))
+            return None, counters
+
+    def _finish(self, now: float, rid: str, ops: Sequence[Op]) -> bool:
+        with self._lock:
+            self._reap_locked(now)
+            live = self._drop_holds(rid, now)
+            self._apply_locked(now, ops)
+            return live
+
+    def _apply(self, now: float, ops: Sequence[Op]) -> list[float]:
+        with self._lock:
+            return self._apply_locked(now, ops)
+
+    def _apply_locked(self, now: float, ops: Sequence[Op]) -> list[float]:
+        out = []
+        for op in ops:
+            if op.action == "push":
+                samples = self._lists.setdefault(op.key, [])
+                samples.insert(0, op.value)
+                del samples[self.latency_samples :]
+                out.append(op.value)
+                continue
+            cell = self._cell(op.key, now, op.ttl)
+            cell.used = cell.used + op.value if op.action == "add" else op.value
+            out.append(cell.used)
+        return out
+
+    def _read(self, now: float, keys: Sequence[str]) -> list[Counter]:
+        with self._lock:
+            cells = [self._live(k, now) or _Cell() for k in keys]
+            return [Counter(c.used, c.reserved) for c in cells]
+
+    def _samples(self, key: str) -> list[float]:
+        with self._lock:
+            return list(self._lists.get(key, ()))
+
+    def _delete(self, keys: Sequence[str] | None, suffix: str | None) -> int:
+        with self._lock:
+            if keys is None and suffix is None:
+                n = len(self._cells) + len(self._lists) + len(self._reservations)
+                self._cells.clear()
+                self._lists.clear()
+                self._reservations.clear()
+                return n
+            doomed = list(keys or ()) + [k for k in (*self._cells, *self._lists) if suffix and k.endswith(suffix)]
+            return sum((self._cells.pop(k, None) or self._lists.pop(k, None)) is not None for k in doomed)
+
+    def _reap(self, now: float) -> int:
+        with self._lock:
+            return self._reap_locked(now)
+
+    def _close(self) -> None:
+        pass

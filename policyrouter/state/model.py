@@ -1,0 +1,102 @@
+"""The values that pass between the state store, its backends and its callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from policyrouter.registry import Deployment
+
+LimitKind = Literal["quota", "budget", "rpm", "tpm"]
+OpAction = Literal["add", "set", "push"]
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """One counter as stored: settled use, and the part held by live reservations."""
+
+    used: float = 0.0
+    reserved: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.used + self.reserved
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A limit as it stands in its current window: for warnings, errors and `status`."""
+
+    kind: LimitKind
+    name: str  # provider, budget scope or `model@provider`
+    window: str
+    unit: str  # tokens | requests | usd
+    used: float
+    reserved: float
+    limit: float | None
+    hard: bool
+    resets_at: datetime | None  # None: resets with the run
+
+    @property
+    def share_left(self) -> float:
+        """0..1 of the limit not used or reserved; 1.0 without a limit."""
+        if self.limit is None:
+            return 1.0
+        if self.limit <= 0:  # as a dry run reads it: nothing used of nothing is all left
+            return 1.0 if self.used + self.reserved <= 0 else 0.0
+        return min(1.0, max(0.0, 1.0 - (self.used + self.reserved) / self.limit))
+
+    @property
+    def over(self) -> bool:
+        return self.limit is not None and self.used + self.reserved > self.limit
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Part of a reservation: `amount` added to a counter's reserved part until settled or expired."""
+
+    key: str
+    amount: float
+    ttl: float | None  # seconds the counter should live from now; None: no expiry
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """Before holding: refuse when `used + reserved + amount > limit` (limit None: only read it)."""
+
+    key: str
+    amount: float
+    limit: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """A write to a counter's settled part: add to it, set it, or push a sample (latency)."""
+
+    action: OpAction
+    key: str
+    value: float
+    ttl: float | None = None
+
+
+@dataclass(eq=False)
+class Reservation:
+    """A handle on what a request holds until it is settled or released (or its lease expires).
+
+    `warnings` are the soft budgets and soft quotas this request goes over: they never refuse,
+    the executor reports them. `offline` is set when the store was unreachable and
+    `settings.on_state_error` let the request through without holding anything.
+    """
+
+    id: str
+    store: str
+    deployment: Deployment
+    run_id: str
+    tokens: float
+    cost: float
+    created_at: datetime
+    expires_at: datetime
+    warnings: tuple[Usage, ...] = ()
+    offline: bool = False
+    state: Literal["held", "settled", "released"] = field(default="held")

@@ -1,0 +1,258 @@
+"""`redis://HOST:PORT/DB`: state shared by a fleet. Each reserve and each settle is one Lua script, so
+it is atomic on the server and costs one round trip (EVALSHA); counters are hashes (`used`,
+`reserved`) that expire shortly after their window ends.
+
+Live reservations are a sorted set scored by lease end plus one record per reservation (the holds,
+as JSON); every reserve first drops those whose lease has passed. Times are passed in from the
+store's clock, never read on the server, so windows and leases follow the same clock everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from policyrouter.registry import Registry
+from policyrouter.state.errors import StateError
+from policyrouter.state.model import Check, Counter, Hold, Op
+from policyrouter.state.store import StateStore
+
+if TYPE_CHECKING:
+    import redis as redis_lib
+
+KEY_PREFIX = "policyrouter:"
+SOCKET_TIMEOUT = 2.0  # seconds: an unreachable server fails fast instead of hanging a request
+DONE_TTL = 86400  # seconds a finished reservation is remembered, so a retried settle counts once
+
+# Shared by every script: KEYS[1] is the reservations sorted set; ARGV[1] the key prefix, ARGV[2] now.
+_COMMON = """
+local prefix = ARGV[1]
+local now = tonumber(ARGV[2])
+local zset = KEYS[1]
+
+local function drop(rid)
+  local rkey = prefix .. 'res:' .. rid
+  local holds = redis.call('GET', rkey)
+  redis.call('ZREM', zset, rid)
+  if not holds then return false end
+  for _, h in ipairs(cjson.decode(holds)) do
+    local key = prefix .. h[1]
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('HINCRBYFLOAT', key, 'reserved', -tonumber(h[2]))
+    end
+  end
+  redis.call('DEL', rkey)
+  return true
+end
+
+local function reap()
+  local ids = redis.call('ZRANGEBYSCORE', zset, '-inf', now)
+  for _, rid in ipairs(ids) do drop(rid) end
+  return #ids
+end
+"""
+
+_RESERVE = (
+    _COMMON
+    + """
+-- ARGV: prefix, now, rid, lease_until, nchecks, (key, amount, limit|'')*,
+--       nholds, (key, amount, ttl_ms|'')*, holds_json
+reap()
+local rid, lease_until = ARGV[3], ARGV[4]
+local i = 6
+local out = {}
+local failed = 0
+for c = 1, tonumber(ARGV[5]) do
+  local v = redis.call('HMGET', prefix .. ARGV[i], 'used', 'reserved')
+  local used, reserved = v[1] or '0', v[2] or '0'
+  out[#out + 1] = used
+  out[#out + 1] = reserved
+  local limit = ARGV[i + 2]
+  if failed == 0 and limit ~= '' then
+    local lim = tonumber(limit)
+    local total = tonumber(used) + tonumber(reserved) + tonumber(ARGV[i + 1])
+    if total > lim + 1e-9 * math.max(1, math.abs(lim)) then failed = c end
+  end
+  i = i + 3
+end
+if failed > 0 then
+  table.insert(out, 1, tostring(failed))
+  return out
+end
+local nholds = tonumber(ARGV[i])
+i = i + 1
+for h = 1, nholds do
+  local key = prefix .. ARGV[i]
+  redis.call('HINCRBYFLOAT', key, 'reserved', ARGV[i + 1])
+  if ARGV[i + 2] ~= '' then redis.call('PEXPIRE', key, ARGV[i + 2]) end
+  i = i + 3
+end
+redis.call('SET', prefix .. 'res:' .. rid, ARGV[i])
+redis.call('ZADD', zset, lease_until, rid)
+table.insert(out, 1, '0')
+return out
+"""
+)
+
+_FINISH = (
+    _COMMON
+    + """
+-- ARGV: prefix, now, rid|'', max_samples, done_ttl, nops, (action, key, value, ttl_ms|'')*
+reap()
+local rid = ARGV[3]
+local out = {'0'}
+if rid ~= '' then
+  local done = prefix .. 'done:' .. rid
+  if redis.call('EXISTS', done) == 1 then return {'-1'} end
+  if drop(rid) then out[1] = '1' end
+  redis.call('SET', done, '1', 'EX', ARGV[5])
+end
+local i = 7
+for o = 1, tonumber(ARGV[6]) do
+  local action, key, value, ttl = ARGV[i], prefix .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if action == 'push' then
+    redis.call('LPUSH', key, value)
+    redis.call('LTRIM', key, 0, tonumber(ARGV[4]) - 1)
+    out[#out + 1] = value
+  else
+    if action == 'add' then
+      out[#out + 1] = redis.call('HINCRBYFLOAT', key, 'used', value)
+    else
+      redis.call('HSET', key, 'used', value)
+      out[#out + 1] = value
+    end
+    if ttl ~= '' then redis.call('PEXPIRE', key, ttl) end
+  end
+  i = i + 4
+end
+return out
+"""
+)
+
+_REAP = _COMMON + "return reap()\n"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" if parts.username else f":***@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class RedisStore(StateStore):
+    def __init__(
+        self,
+        registry: Registry,
+        url: str,
+        *,
+        key_prefix: str = KEY_PREFIX,
+        socket_timeout: float = SOCKET_TIMEOUT,
+        **options: Any,
+    ) -> None:
+        super().__init__(registry, redact(url), **options)
+        try:
+            import redis as redis_lib
+        except ImportError as e:
+            raise StateError(
+                self.url, "the `redis` package is not installed", "pip install 'policyrouter[redis]'"
+            ) from e
+        self._errors_type = redis_lib.RedisError
+        self.prefix = key_prefix
+        self._zset = f"{key_prefix}reservations"
+        self.client: redis_lib.Redis = redis_lib.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, decode_responses=True
+        )
+        self._reserve_script = self.client.register_script(_RESERVE)
+        self._finish_script = self.client.register_script(_FINISH)
+        self._reap_script = self.client.register_script(_REAP)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except self._errors_type as e:
+            raise StateError(self.url, f"{type(e).__name__}: {e}", "is the Redis server running and reachable?") from e
+
+    def _argv(self, now: float) -> list[Any]:
+        return [self.prefix, repr(now)]
+
+    def _reserve(
+        self, now: float, rid: str, lease_until: float, checks: Sequence[Check], holds: Sequence[Hold]
+    ) -> tuple[int | None, list[Counter]]:
+        args = [*self._argv(now), rid, repr(lease_until), len(checks)]
+        for c in checks:
+            args += [c.key, repr(c.amount), "" if c.limit is None else repr(c.limit)]
+        args.append(len(holds))
+        for h in holds:
+            args += [h.key, repr(h.amount), _ms(h.ttl)]
+        args.append(json.dumps([[h.key, repr(h.amount)] for h in holds]))
+        with self._errors():
+            out = self._reserve_script(keys=[self._zset], args=args)
+        counters = [Counter(float(out[i]), float(out[i + 1])) for i in range(1, len(out), 2)]
+        failed = int(out[0])
+        return (failed - 1 if failed else None), counters
+
+    def _run_finish(self, now: float, rid: str, ops: Sequence[Op]) -> list[str]:
+        args = [*self._argv(now), rid, self.latency_samples, DONE_TTL, len(ops)]
+        for op in ops:
+            args += [op.action, op.key, repr(op.value), _ms(op.ttl)]
+        with self._errors():
+            return list(self._finish_script(keys=[self._zset], args=args))
+
+    def _finish(self, now: float, rid: str, ops: Sequence[Op]) -> bool:
+        return self._run_finish(now, rid, ops)[0] == "1"
+
+    def _apply(self, now: float, ops: Sequence[Op]) -> list[float]:
+        return [float(v) for v in self._run_finish(now, "", ops)[1:]]
+
+    def _read(self, now: float, keys: Sequence[str]) -> list[Counter]:
+        with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            for k in keys:
+                pipe.hmget(self.prefix + k, "used", "reserved")
+            rows = pipe.execute()
+        return [Counter(float(u or 0), float(r or 0)) for u, r in rows]
+
+    def _samples(self, key: str) -> list[float]:
+        with self._errors():
+            return [float(v) for v in self.client.lrange(self.prefix + key, 0, self.latency_samples - 1)]
+
+    def _delete(self, keys: Sequence[str] | None, suffix: str | None) -> int:
+        with self._errors():
+            if keys:
+                return int(self.client.delete(*(self.prefix + k for k in keys)))
+            pattern = _glob_escape(self.prefix) + "*" + _glob_escape(suffix or "")
+            n = 0
+            batch: list[str] = []
+            for key in self.client.scan_iter(match=pattern, count=500):
+                batch.append(key)
+                if len(batch) >= 500:
+                    n += int(self.client.delete(*batch))
+                    batch = []
+            if batch:
+                n += int(self.client.delete(*batch))
+            return n
+
+    def _reap(self, now: float) -> int:
+        with self._errors():
+            return int(self._reap_script(keys=[self._zset], args=self._argv(now)))
+
+    def _close(self) -> None:
+        self.client.close()
+
+
+def _ms(ttl: float | None) -> str:
+    return "" if ttl is None else str(max(1, math.ceil(ttl * 1000)))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

@@ -1,0 +1,308 @@
+"""`sqlite:///PATH`: state shared by every process on one machine, surviving restarts.
+
+WAL mode (readers never wait for the writer), `BEGIN IMMEDIATE` for every update (check and hold in
+one transaction, so concurrent processes queue instead of both passing a check), `busy_timeout` for
+how long to wait for the lock. The file is marked with an application id and a schema version, so a
+foreign or corrupted file is refused with a clear `StateError` instead of being written to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from policyrouter.registry import Registry
+from policyrouter.state.errors import StateError
+from policyrouter.state.model import Check, Counter, Hold, Op
+from policyrouter.state.store import StateStore, fits
+
+APPLICATION_ID = 0x50525354  # "PRST" in the file header: a policyrouter state file
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's transaction
+
+SCHEMA = """
+CREATE TABLE counters (
+    key TEXT PRIMARY KEY,
+    used REAL NOT NULL DEFAULT 0,
+    reserved REAL NOT NULL DEFAULT 0,
+    expires_at REAL
+) WITHOUT ROWID;
+CREATE INDEX counters_expiry ON counters (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE reservations (
+    id TEXT PRIMARY KEY,
+    lease_until REAL NOT NULL,
+    holds TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX reservations_lease ON reservations (lease_until);
+CREATE TABLE samples (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    value REAL NOT NULL
+);
+CREATE INDEX samples_key ON samples (key, seq);
+"""
+
+_ADD = """INSERT INTO counters (key, used, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET used = used + excluded.used,
+    expires_at = coalesce(excluded.expires_at, expires_at)"""
+_SET = """INSERT INTO counters (key, used, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET used = excluded.used,
+    expires_at = coalesce(excluded.expires_at, expires_at)"""
+_HOLD = """INSERT INTO counters (key, reserved, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET reserved = reserved + excluded.reserved,
+    expires_at = coalesce(excluded.expires_at, expires_at)"""
+
+
+class SQLiteStore(StateStore):
+    def __init__(
+        self, registry: Registry, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT, **options: Any
+    ) -> None:
+        self.path = Path(path)
+        super().__init__(registry, options.pop("url", None) or f"sqlite:///{self.path}", **options)
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._conn()  # open and check the file now: a foreign file fails here, not mid-request
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        """One connection per thread (and per process: a forked child opens its own)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = self._connect()
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        with self._errors():
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StateError(self.url, f"cannot create the directory `{self.path.parent}`: {e.strerror}") from e
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                self._prepare(conn)
+            except BaseException:
+                conn.close()
+                raise
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Check the file is ours (or empty: then create the schema), then switch to WAL."""
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        if app_id == 0:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._initialize(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        elif app_id != APPLICATION_ID:
+            raise StateError(
+                self.url,
+                f"`{self.path}` is an SQLite database of another application (application_id {app_id:#x})",
+                "point `settings.state` at a file of its own, e.g. `sqlite:///.policyrouter/state.db`",
+            )
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                self.url,
+                f"`{self.path}` was written by a newer policyrouter "
+                f"(schema {version}, this one reads {SCHEMA_VERSION})",
+                "upgrade policyrouter, or use another state file",
+            )
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes in WAL mode
+
+    def _initialize(self, conn: sqlite3.Connection) -> None:
+        if conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
+            return  # another process created it meanwhile
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        if tables:
+            raise StateError(
+                self.url,
+                f"`{self.path}` is not a policyrouter state database (it holds tables {', '.join(tables[:5])})",
+                "point `settings.state` at a file of its own, e.g. `sqlite:///.policyrouter/state.db`",
+            )
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Every sqlite3 error leaves as a `StateError` naming the file and saying what to do."""
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise self._state_error(e) from e
+
+    def _state_error(self, e: sqlite3.Error) -> StateError:
+        text = str(e)
+        if "locked" in text or "busy" in text:
+            return StateError(
+                self.url,
+                f"`{self.path}` is locked: another process held it longer than {self.busy_timeout:g}s",
+                "retry, or find the process that keeps a transaction open",
+            )
+        if isinstance(e, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
+            return StateError(
+                self.url,
+                f"`{self.path}` is corrupted or not an SQLite database ({text})",
+                "move the file aside; policyrouter creates a fresh one (spend recorded in it is lost)",
+            )
+        if "unable to open" in text or "readonly" in text:
+            return StateError(self.url, f"cannot write `{self.path}` ({text})", "check the path and permissions")
+        return StateError(self.url, f"{text} (`{self.path}`)")
+
+    @contextmanager
+    def _tx(self, now: float) -> Iterator[sqlite3.Connection]:
+        """A write transaction, its lock taken up front; starts by dropping expired counters."""
+        conn = self._conn()
+        with self._errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
+                yield conn
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- primitives ---------------------------------------------------------------------------
+
+    def _reap_in(self, conn: sqlite3.Connection, now: float) -> int:
+        rows = conn.execute("SELECT id, holds FROM reservations WHERE lease_until <= ?", (now,)).fetchall()
+        for rid, holds in rows:
+            self._drop(conn, rid, holds)
+        return len(rows)
+
+    def _drop(self, conn: sqlite3.Connection, rid: str, holds: str) -> None:
+        conn.executemany(
+            "UPDATE counters SET reserved = reserved - ? WHERE key = ?",
+            [(a, k) for k, a in json.loads(holds)],
+        )
+        conn.execute("DELETE FROM reservations WHERE id = ?", (rid,))
+
+    def _reserve(
+        self, now: float, rid: str, lease_until: float, checks: Sequence[Check], holds: Sequence[Hold]
+    ) -> tuple[int | None, list[Counter]]:
+        with self._tx(now) as conn:
+            self._reap_in(conn, now)
+            counters = self._read_in(conn, now, [c.key for c in checks])
+            for i, (check, c) in enumerate(zip(checks, counters, strict=True)):
+                if check.limit is not None and not fits(c.total, check.amount, check.limit):
+                    return i, counters
+            conn.executemany(_HOLD, [(h.key, h.amount, _expiry(now, h.ttl)) for h in holds])
+            conn.execute(
+                "INSERT INTO reservations (id, lease_until, holds) VALUES (?, ?, ?)",
+                (rid, lease_until, json.dumps([[h.key, h.amount] for h in holds])),
+            )
+            return None, counters
+
+    def _finish(self, now: float, rid: str, ops: Sequence[Op]) -> bool:
+        with self._tx(now) as conn:
+            self._reap_in(conn, now)
+            row = conn.execute("SELECT holds FROM reservations WHERE id = ?", (rid,)).fetchone()
+            if row is not None:
+                self._drop(conn, rid, row[0])
+            self._apply_in(conn, now, ops)
+            return row is not None
+
+    def _apply(self, now: float, ops: Sequence[Op]) -> list[float]:
+        with self._tx(now) as conn:
+            return self._apply_in(conn, now, ops)
+
+    def _apply_in(self, conn: sqlite3.Connection, now: float, ops: Sequence[Op]) -> list[float]:
+        out = []
+        for op in ops:
+            if op.action == "push":
+                conn.execute("INSERT INTO samples (key, value) VALUES (?, ?)", (op.key, op.value))
+                conn.execute(
+                    "DELETE FROM samples WHERE key = ? AND seq NOT IN "
+                    "(SELECT seq FROM samples WHERE key = ? ORDER BY seq DESC LIMIT ?)",
+                    (op.key, op.key, self.latency_samples),
+                )
+                out.append(op.value)
+                continue
+            conn.execute(_ADD if op.action == "add" else _SET, (op.key, op.value, _expiry(now, op.ttl)))
+            out.append(conn.execute("SELECT used FROM counters WHERE key = ?", (op.key,)).fetchone()[0])
+        return out
+
+    def _read(self, now: float, keys: Sequence[str]) -> list[Counter]:
+        with self._errors():
+            return self._read_in(self._conn(), now, keys)
+
+    def _read_in(self, conn: sqlite3.Connection, now: float, keys: Sequence[str]) -> list[Counter]:
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        rows = conn.execute(
+            f"SELECT key, used, reserved FROM counters WHERE key IN ({marks})"
+            " AND (expires_at IS NULL OR expires_at > ?)",
+            (*keys, now),
+        ).fetchall()
+        found = {k: Counter(u, r) for k, u, r in rows}
+        return [found.get(k, Counter()) for k in keys]
+
+    def _samples(self, key: str) -> list[float]:
+        with self._errors():
+            rows = self._conn().execute(
+                "SELECT value FROM samples WHERE key = ? ORDER BY seq DESC LIMIT ?",
+                (key, self.latency_samples),
+            )
+            return [r[0] for r in rows]
+
+    def _delete(self, keys: Sequence[str] | None, suffix: str | None) -> int:
+        conn = self._conn()
+        with self._errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if keys is None and suffix is None:
+                    n = sum(conn.execute(f"DELETE FROM {t}").rowcount for t in ("counters", "reservations"))
+                    conn.execute("DELETE FROM samples")
+                else:
+                    where, args = ("key GLOB ?", ["*" + (suffix or "")]) if suffix else ("0", [])
+                    n = conn.execute(f"DELETE FROM counters WHERE {where}", args).rowcount
+                    for k in keys or ():
+                        n += conn.execute("DELETE FROM counters WHERE key = ?", (k,)).rowcount
+                        n += min(1, conn.execute("DELETE FROM samples WHERE key = ?", (k,)).rowcount)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return n
+
+    def _reap(self, now: float) -> int:
+        conn = self._conn()
+        with self._errors():
+            if conn.execute("SELECT 1 FROM reservations WHERE lease_until <= ? LIMIT 1", (now,)).fetchone() is None:
+                return 0  # the common case: no write lock taken
+        with self._tx(now) as conn:
+            return self._reap_in(conn, now)
+
+    def _close(self) -> None:
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+
+def _expiry(now: float, ttl: float | None) -> float | None:
+    return None if ttl is None else now + ttl

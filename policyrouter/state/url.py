@@ -1,0 +1,48 @@
+"""`settings.state` → a store: `sqlite:///PATH` (default), `redis://HOST:PORT/DB`, `memory://`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from policyrouter.registry import Registry
+from policyrouter.state.errors import StateError
+from policyrouter.state.store import StateStore
+
+SCHEMES = ("sqlite", "redis", "rediss", "unix", "memory")
+
+
+def sqlite_path(url: str, config_dir: Path) -> Path:
+    """`sqlite:///rel/state.db` is relative to the config directory; `sqlite:////abs/state.db` is absolute."""
+    rest = url[len("sqlite://") :]
+    if not rest.startswith("/") or rest == "/":
+        raise StateError(url, "an SQLite state URL is `sqlite:///PATH`", "e.g. `sqlite:///.policyrouter/state.db`")
+    path = Path(rest[1:]).expanduser()
+    return path if path.is_absolute() else config_dir / path
+
+
+def open_store(registry: Registry, url: str | None = None, **options: Any) -> StateStore:
+    """Open the store `url` names (default: `registry.settings.state`).
+
+    `options` go to the store: `clock`, `run_id`, `reservation_ttl`, `latency_samples`, and per
+    backend `busy_timeout` (SQLite), `key_prefix` and `socket_timeout` (Redis).
+    """
+    url = url or registry.settings.state
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        from policyrouter.state.memory import MemoryStore
+
+        return MemoryStore(registry, url, **options)
+    if scheme == "sqlite":
+        from policyrouter.state.sqlite import SQLiteStore
+
+        return SQLiteStore(registry, sqlite_path(url, registry.config_dir), **options)
+    if scheme in ("redis", "rediss", "unix"):
+        from policyrouter.state.redis import RedisStore
+
+        return RedisStore(registry, url, **options)
+    raise StateError(
+        url,
+        "unknown kind of state store",
+        "use `sqlite:///.policyrouter/state.db`, `redis://127.0.0.1:6379/0` or `memory://`",
+    )

@@ -1,0 +1,199 @@
+"""Concurrency, with real threads and real processes: no overspend beyond the bound, no lost spend,
+and the reservation of a process killed with SIGKILL expires.
+
+The bound: settled spend never exceeds a hard budget's limit by more than what the requests in flight
+cost beyond their estimates. Over a whole test that is at most the sum of `max(0, actual - estimate)`
+over the requests that went through.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+from state_helpers import T0, FakeClock, StoreFactory, deployment, make_registry
+
+from policyrouter.registry import Registry
+from policyrouter.state import BudgetExceededError, LiveFacts, QuotaExhaustedError, StateStore
+
+LIMIT = 1.0
+ESTIMATE = 0.05
+FORK = multiprocessing.get_context("fork")
+
+
+def run_spend(store: StateStore) -> tuple[float, float]:
+    meter = store.layout.spend("run", store.now(), store.run_id)
+    assert meter is not None
+    c = store.read([meter.key])[0]
+    return c.used, c.reserved
+
+
+def one_request(store: StateStore, registry: Registry, factor: float) -> tuple[float, float] | None:
+    """Reserve the estimate, "call", settle the actual cost; None when refused."""
+    try:
+        r = store.reserve(deployment(registry, "sonnet@personal"), tokens=1000, cost=ESTIMATE)
+    except BudgetExceededError:
+        return None
+    time.sleep(random.random() * 0.002)  # the call: let other requests interleave
+    actual = ESTIMATE * factor
+    store.settle(r, input_tokens=800, output_tokens=200, cost=actual)
+    return ESTIMATE, actual
+
+
+def check_bound(store: StateStore, results: list[tuple[float, float] | None]) -> None:
+    done = [r for r in results if r is not None]
+    settled, reserved = run_spend(store)
+    assert settled == pytest.approx(sum(actual for _, actual in done))  # nothing lost, nothing twice
+    assert reserved == pytest.approx(0, abs=1e-9)
+    overrun = sum(max(0.0, actual - est) for est, actual in done)
+    assert settled <= LIMIT + overrun + 1e-9
+    assert len(done) >= int(LIMIT / (ESTIMATE * 1.5))  # the budget was actually used, not refused
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["actual=estimate", "actual varies"])
+def test_threads_never_overspend(store_factory: StoreFactory, exact: bool) -> None:
+    registry = make_registry(run_usd=LIMIT)
+    store = store_factory(registry, clock=FakeClock(), run_id="threads")
+    rng = random.Random(7)
+    factors = [1.0 if exact else rng.uniform(0.5, 1.5) for _ in range(32)]
+    results: list[tuple[float, float] | None] = [None] * len(factors)
+    barrier = threading.Barrier(len(factors))
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        results[i] = one_request(store, registry, factors[i])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(factors))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check_bound(store, results)
+    if exact:  # with exact estimates the limit is met exactly: 20 x $0.05
+        assert sum(r is not None for r in results) == 20
+        assert run_spend(store)[0] == pytest.approx(LIMIT)
+
+
+def test_threads_share_a_quota_exactly(store_factory: StoreFactory) -> None:
+    registry = make_registry(work_quota=10_000, run_usd=1000)
+    store = store_factory(registry, clock=FakeClock())
+    work = deployment(registry, "sonnet@work")
+    barrier = threading.Barrier(24)
+    granted: list[int] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            store.reserve(work, tokens=1000, cost=0.0)
+            granted.append(1)
+        except QuotaExhaustedError:
+            pass
+
+    threads = [threading.Thread(target=worker) for _ in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(granted) == 10
+    assert LiveFacts(store, ttl=0).in_flight("work") == 10
+
+
+# -- several processes -------------------------------------------------------------------------------
+
+
+def _process_worker(make: StoreFactory, registry: Registry, factors: list[float], start: Any, out: Any) -> None:
+    store = make(registry, clock=lambda: T0, run_id="fleet")
+    start.wait()
+    out.put([one_request(store, registry, f) for f in factors])
+    store.close()
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["actual=estimate", "actual varies"])
+def test_processes_never_overspend(shared_store_factory: StoreFactory, exact: bool) -> None:
+    registry = make_registry(run_usd=LIMIT)
+    rng = random.Random(11)
+    start, out = FORK.Event(), FORK.Queue()
+    procs = []
+    for _ in range(4):
+        factors = [1.0 if exact else rng.uniform(0.5, 1.5) for _ in range(10)]
+        p = FORK.Process(target=_process_worker, args=(shared_store_factory, registry, factors, start, out))
+        p.start()
+        procs.append(p)
+    start.set()
+    results = [r for _ in procs for r in out.get(timeout=60)]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    store = shared_store_factory(registry, clock=lambda: T0, run_id="fleet")
+    check_bound(store, results)
+    if exact:
+        assert sum(r is not None for r in results) == 20
+
+
+def _holder(make: StoreFactory, registry: Registry, ready: Any) -> None:
+    store = make(registry, clock=lambda: T0, run_id="victim")
+    work = deployment(registry, "sonnet@work")
+    r = store.reserve(work, tokens=100, cost=0.3)
+    store.settle(r, input_tokens=50, output_tokens=50, cost=0.25)
+    store.reserve(work, tokens=100, cost=0.5)  # held when the process dies
+    ready.set()
+    time.sleep(60)
+
+
+def test_a_killed_process_loses_no_spend_and_its_reservation_expires(shared_store_factory: StoreFactory) -> None:
+    registry = make_registry(run_usd=1.0)
+    ready = FORK.Event()
+    p = FORK.Process(target=_holder, args=(shared_store_factory, registry, ready))
+    p.start()
+    assert ready.wait(30)
+    os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    p.join(10)
+    assert p.exitcode == -signal.SIGKILL
+
+    clock = FakeClock(T0)
+    store = shared_store_factory(registry, clock=clock, run_id="victim")
+    assert run_spend(store) == (pytest.approx(0.25), pytest.approx(0.5))  # settled kept, hold still there
+    assert LiveFacts(store, ttl=0).in_flight("work") == 1
+    work = deployment(registry, "sonnet@work")
+    with pytest.raises(BudgetExceededError):
+        store.reserve(work, tokens=100, cost=0.5)  # 0.25 + 0.5 held + 0.5 > 1.0
+    clock.advance(store.reservation_ttl + 1)
+    store.reserve(work, tokens=100, cost=0.5)  # the dead process's hold expired
+    assert run_spend(store) == (pytest.approx(0.25), pytest.approx(0.5))
+    assert LiveFacts(store, ttl=0).in_flight("work") == 1
+
+
+def _busy_settler(make: StoreFactory, registry: Registry, confirmed: Any) -> None:
+    store = make(registry, clock=lambda: T0, run_id="busy")
+    work = deployment(registry, "sonnet@personal")
+    while True:
+        r = store.reserve(work, tokens=10, cost=0.01)
+        store.settle(r, input_tokens=5, output_tokens=5, cost=0.01)
+        confirmed.send(1)  # this settle returned: its spend must be in the store
+
+
+def test_a_process_killed_mid_traffic_loses_no_settled_spend(shared_store_factory: StoreFactory) -> None:
+    registry = make_registry(run_usd=1e6)
+    receive, send = FORK.Pipe(duplex=False)
+    p = FORK.Process(target=_busy_settler, args=(shared_store_factory, registry, send))
+    p.start()
+    confirmed = 0
+    deadline = time.monotonic() + 20
+    while confirmed < 50 and time.monotonic() < deadline:  # kill it in full flow
+        if receive.poll(0.1):
+            confirmed += receive.recv()
+    os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    p.join(10)
+    while receive.poll(0):
+        confirmed += receive.recv()
+    assert confirmed >= 50
+    store = shared_store_factory(registry, clock=lambda: T0, run_id="busy")
+    settled, _ = run_spend(store)
+    # every confirmed settle is there; at most one more committed before its confirmation was sent
+    assert confirmed * 0.01 - 1e-9 <= settled <= (confirmed + 1) * 0.01 + 1e-9

@@ -1,0 +1,192 @@
+"""LiveFacts: the evaluator's FactSource over a store — cached reads, staleness, failure behaviour."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+import pytest
+from state_helpers import FakeClock, StoreFactory, deployment, free_port, make_registry
+
+from policyrouter.facts import MISSING, FactSource
+from policyrouter.registry import Registry
+from policyrouter.state import LiveFacts, StateError, open_store
+from policyrouter.state.memory import MemoryStore
+from policyrouter.state.model import Counter
+
+
+class CountingStore(MemoryStore):
+    """A memory store that records which keys each read asked for."""
+
+    def __init__(self, registry: Registry, **options: object) -> None:
+        super().__init__(registry, **options)  # type: ignore[arg-type]
+        self.reads: list[list[str]] = []
+
+    def _read(self, now: float, keys: Sequence[str]) -> list[Counter]:
+        self.reads.append(list(keys))
+        return super()._read(now, keys)
+
+
+def test_live_facts_is_a_fact_source(clock: FakeClock) -> None:
+    registry = make_registry()
+    f: FactSource = LiveFacts(MemoryStore(registry, clock=clock))
+    assert f.custom("anything", None) is MISSING
+    assert f.now() == clock() and f.now().tzinfo is registry.settings.timezone
+    assert f.quota_left("local") == 1.0  # no quota: all of it left
+    assert f.budget_left("work") == 1.0 and f.spend("work") == 0  # a provider without a budget
+    assert f.budget_left("week") == 1.0  # counted, but no budget on it
+
+
+def test_each_fact_reads_only_its_counter_and_is_cached(clock: FakeClock) -> None:
+    registry = make_registry()
+    store = CountingStore(registry, clock=clock)
+    f = LiveFacts(store, ttl=1.0)
+    f.quota_left("work")
+    f.quota_left("work")
+    f.errors("work")
+    assert len(store.reads) == 2
+    assert store.reads[0] == [store.layout.quota("work", clock(), store.run_id).key]  # type: ignore[union-attr]
+    assert store.reads[1] == ["errors:work"]
+
+
+def test_cached_reads_are_stale_for_at_most_ttl(clock: FakeClock) -> None:
+    registry = make_registry()
+    store = MemoryStore(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    f = LiveFacts(store, ttl=1.0)
+    assert f.quota_left("work") == 1.0
+    store.settle(store.reserve(work, tokens=5000, cost=0), input_tokens=5000, output_tokens=0, cost=0)
+    assert f.quota_left("work") == 1.0  # stale, as documented
+    clock.advance(0.5)
+    assert f.quota_left("work") == 1.0
+    clock.advance(0.6)
+    assert f.quota_left("work") == 0.5
+    f2 = LiveFacts(store, ttl=60)
+    store.release(store.reserve(work, tokens=1, cost=0), error="x")
+    assert f2.errors("work") == 1
+    store.release(store.reserve(work, tokens=1, cost=0), error="x")
+    assert f2.errors("work") == 1
+    f2.clear()
+    assert f2.errors("work") == 2
+
+
+def test_a_new_window_is_read_at_once_despite_the_cache(clock: FakeClock) -> None:
+    registry = make_registry(work_quota=1000)
+    store = MemoryStore(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    clock.set(datetime(2024, 3, 15, 11, 59, tzinfo=timezone.utc))
+    store.settle(store.reserve(work, tokens=1000, cost=0), input_tokens=1000, output_tokens=0, cost=0)
+    f = LiveFacts(store, ttl=3600)
+    assert f.quota_left("work") == 0
+    clock.set(datetime(2024, 3, 15, 12, 0, tzinfo=timezone.utc))
+    assert f.quota_left("work") == 1.0
+
+
+def test_the_cache_is_bounded(clock: FakeClock) -> None:
+    registry = make_registry()
+    f = LiveFacts(MemoryStore(registry, clock=clock), maxsize=2)
+    for p in registry.providers:
+        f.errors(p)
+    assert len(f._cache) == 2
+
+
+def test_a_decision_sees_one_instant(clock: FakeClock) -> None:
+    store = MemoryStore(make_registry(), clock=clock)
+    store.cooldown("openai", 30)
+    live = LiveFacts(store, ttl=0)
+    start = clock()
+    view = live.for_decision()
+    clock.advance(10)
+    assert view.now() == start and live.now() == clock()
+    assert view.cooldown("openai") == 30 and live.cooldown("openai") == 20
+
+
+def test_live_facts_read_every_store(store_factory: StoreFactory, clock: FakeClock) -> None:
+    registry = make_registry()
+    store = store_factory(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    store.reserve(work, tokens=2500, cost=0.5)
+    f = LiveFacts(store, ttl=1)
+    assert (f.quota_left("work"), f.budget_left("run"), f.in_flight("work")) == (0.75, 0.9, 1)
+    assert f.rate("rpm", "work") == 1 and f.rate("tpm", "sonnet@work") == 2500  # in flight counts
+
+
+# -- when the store fails --------------------------------------------------------------------------
+
+
+def dead_redis() -> str:
+    return f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+
+@pytest.mark.parametrize(
+    ("setting", "budget_raises", "quota_raises"),
+    [(None, True, False), ("closed", True, True), ("open", False, False)],
+)
+def test_fact_reads_fail_as_on_state_error_says(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, setting: str | None, budget_raises: bool, quota_raises: bool
+) -> None:
+    registry = make_registry(on_state_error=setting)
+    store = open_store(registry, dead_redis(), clock=clock, socket_timeout=0.2)
+    f = LiveFacts(store)
+    caplog.set_level(logging.WARNING, logger="policyrouter.state")
+    for read, raises, fresh in (
+        (lambda: f.budget_left("run"), budget_raises, 1.0),
+        (lambda: f.quota_left("work"), quota_raises, 1.0),
+    ):
+        if raises:
+            with pytest.raises(StateError) as e:
+                read()
+            assert store.url in str(e.value) and "help:" in str(e.value)
+        else:
+            assert read() == fresh
+    if not (budget_raises and quota_raises):
+        assert "fresh state" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("setting", "key", "cost", "offline"),
+    [
+        (None, "sonnet@work", 0.1, None),  # a hard budget applies: closed
+        (None, "local-coder@local", 0.0, True),  # free: no hard budget can break: open
+        ("open", "sonnet@work", 0.1, True),
+        ("closed", "local-coder@local", 0.0, None),
+    ],
+)
+def test_reserve_fails_as_on_state_error_says(
+    clock: FakeClock, setting: str | None, key: str, cost: float, offline: bool | None
+) -> None:
+    registry = make_registry(on_state_error=setting)
+    store = open_store(registry, dead_redis(), clock=clock, socket_timeout=0.2)
+    if offline is None:
+        with pytest.raises(StateError, match=r"redis://127\.0\.0\.1"):
+            store.reserve(deployment(registry, key), tokens=10, cost=cost)
+    else:
+        r = store.reserve(deployment(registry, key), tokens=10, cost=cost)
+        assert r.offline
+        store.settle(r, input_tokens=1, output_tokens=1, cost=cost)
+        assert store.pending == 1  # kept, not dropped
+
+
+def test_usage_says_when_each_limit_resets(clock: FakeClock) -> None:
+    registry = make_registry(work_rpm=10)
+    store = MemoryStore(registry, clock=clock, run_id="r")
+    store.reserve(deployment(registry, "sonnet@work"), tokens=2000, cost=0.5)
+    f = LiveFacts(store)
+    quota = f.usage("quota", "work")
+    assert quota is not None and (quota.used, quota.reserved, quota.limit) == (0, 2000, 10_000)
+    assert quota.resets_at == datetime(2024, 3, 15, 12, tzinfo=timezone.utc)
+    month = f.usage("budget", "month")
+    assert month is not None and month.resets_at == datetime(2024, 4, 1, tzinfo=registry.settings.timezone)
+    run = f.usage("budget", "run")
+    assert run is not None and run.resets_at is None and run.reserved == 0.5
+    rpm = f.usage("rpm", "work")
+    assert rpm is not None and rpm.reserved == 1 and rpm.resets_at == datetime(2024, 3, 15, 10, 1, tzinfo=timezone.utc)
+    assert f.usage("quota", "local") is None and f.usage("budget", "week") is None and f.usage("tpm", "work") is None
+
+
+def test_negative_estimates_are_refused(clock: FakeClock) -> None:
+    registry = make_registry()
+    store = MemoryStore(registry, clock=clock)
+    with pytest.raises(ValueError, match="at least 0"):
+        store.reserve(deployment(registry, "sonnet@work"), tokens=-1, cost=0)
