@@ -4,7 +4,7 @@
 returns a Decision (`.order`, `.excluded`, `.explain()`, `.to_dict()`) or raises DecisionError.
 """
 
-from policyrouter.compile import Fact
+from policyrouter.facts import Fact
 from policyrouter.decision import Decision, Exclusion, Request
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import ConfigError, DecisionError, PolicyRouterError

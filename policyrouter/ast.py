@@ -202,4 +202,4 @@ Statement = Route | Let
 class PolicyFile:
     statements: tuple[Statement, ...]
     source: Source = _span()
-    comments: tuple[tuple[int, str], ...] = _span  # (line, text) of each `#` comment, for fmt
+    comments: tuple[tuple[int, str], ...] = field(default=(), compare=False, repr=False)  # (line, text), for fmt

@@ -1,4 +1,4 @@
-"""`policyrouter` on the command line: check, explain, test.
+"""`policyrouter` on the command line: check, explain, test, fmt, schema.
 
 Exit codes: 0 clean; 1 the config has errors, a decision test failed or a request was refused;
 2 the command itself was used wrongly. Bad input is reported as diagnostics, never a traceback.
@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from policyrouter import decision_tests
+from policyrouter import coverage, decision_tests
 from policyrouter.config import Config, config_dirs, display_path, load_config
-from policyrouter.diagnostics import Diagnostic, render
-from policyrouter.errors import DecisionError, PolicyRouterError
+from policyrouter.diagnostics import Diagnostic, render, sort_diagnostics
+from policyrouter.errors import ConfigError, DecisionError, PolicyRouterError
 from policyrouter.facts import FactsError, facts_from_assignments
+from policyrouter.registry import Registry
 from policyrouter.router import InvalidFacts, Router
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -29,12 +31,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(args.run(args))
+        return int(args.handler(args))
     except PolicyRouterError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `policyrouter schema | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--notes", action="store_true", help="also show notes (informational findings)")
     check.add_argument("--format", choices=("text", "json", "github"), default="text")
     check.add_argument("--max-diagnostics", type=int, default=50, metavar="N", help="show at most N (text)")
-    check.set_defaults(run=cmd_check)
+    check.set_defaults(handler=cmd_check)
 
     explain = commands.add_parser("explain", help="show where a request would go, and why")
     explain.add_argument("model")
@@ -68,18 +73,35 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a dry-run fact, e.g. quota.work=15%% or hour=23 (repeatable)",
+        help="a dry-run fact, e.g. quota.work=15%% or hour=23 (repeatable); with any --fact, facts not given read "
+        "as a fresh state, without one the live state is read",
     )
+    explain.add_argument("--run", default=None, metavar="RUN_ID", help="the run whose `run` budget live facts read")
     explain.add_argument("--format", choices=("text", "json"), default="text")
-    explain.set_defaults(run=cmd_explain)
+    explain.set_defaults(handler=cmd_explain)
 
     test = commands.add_parser("test", help="run decision tests")
     test.add_argument(
         "files", nargs="*", type=Path, metavar="FILE", help="YAML decision tests (default: the config's tests/*.yaml)"
     )
     _config_option(test)
-    test.add_argument("--format", choices=("text", "json", "github"), default="text")
-    test.set_defaults(run=cmd_test)
+    test.add_argument(
+        "--format",
+        choices=("text", "json", "github", "junit"),
+        default="text",
+        help="text, json, GitHub annotations or JUnit XML (default: text)",
+    )
+    test.add_argument(
+        "--coverage", action="store_true", help="report which routes and branches the decision tests took"
+    )
+    test.add_argument(
+        "--fail-under",
+        type=_percent_arg,
+        default=None,
+        metavar="PERCENT",
+        help="exit 1 when branch coverage is below PERCENT (implies --coverage)",
+    )
+    test.set_defaults(handler=cmd_test)
 
     fmt = commands.add_parser("fmt", help="rewrite .policy files in the canonical layout")
     fmt.add_argument(
@@ -87,8 +109,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     fmt.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not formatted")
     fmt.add_argument("--diff", action="store_true", help="change nothing; print what would change")
-    fmt.set_defaults(run=cmd_fmt)
+    fmt.set_defaults(handler=cmd_fmt)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of registry.yaml, for editors")
+    schema.set_defaults(handler=cmd_schema)
+
+    status = commands.add_parser("status", help="quotas, budgets and rate windows as they stand in the live state")
+    _config_option(status)
+    status.add_argument("--run", default=None, metavar="RUN_ID", help="the run whose `run` budget to show")
+    status.add_argument("--format", choices=("table", "json"), default="table")
+    status.set_defaults(handler=cmd_status)
+
+    reset = commands.add_parser("reset", help="forget live state: a run's spend, or a provider's failures")
+    _config_option(reset)
+    what = reset.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", metavar="RUN_ID", help="forget this run's spend and run-window quotas")
+    what.add_argument("--provider", metavar="NAME", help="forget this provider's errors, cooldown and latency")
+    reset.set_defaults(handler=cmd_reset)
     return parser
+
+
+def _percent_arg(text: str) -> float:
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"a percentage is between 0 and 100, not {text}")
+    return value
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +166,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if config.program is not None and not any(d.severity == "error" for d in found):
             ran, problems = decision_tests.run_files(Router(config), config.test_files())
             diagnostics += problems
+            found += problems
             outcomes += ran
         errors = sum(d.severity == "error" for d in found)
         warnings = sum(d.severity == "warning" for d in found)
@@ -127,6 +176,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"{decision_tests.summary(ran)} decision tests"
         )
     failed = [o for o in outcomes if not o.passed]
+    diagnostics = sort_diagnostics(diagnostics)
     if args.format == "json":
         print(
             json.dumps(
@@ -154,7 +204,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    router = _router_or_report(args.config)
+    router = _router_from(load_config(args.config), run_id=args.run)
     if router is None:
         return EXIT_FAILED
     from policyrouter.quantities import QuantityError, parse_count
@@ -168,24 +218,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         decision = router.decide(
-            args.model,
-            requires=args.requires,
-            tokens=tokens,
-            max_tokens=max_tokens,
-            tags=args.tag,
-            facts=facts if facts is not None else {},
+            args.model, requires=args.requires, tokens=tokens, max_tokens=max_tokens, tags=args.tag, facts=facts
         )
     except InvalidFacts as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except DecisionError as e:
-        if args.format == "json":
-            print(json.dumps(e.to_dict(), indent=2))
-        else:
-            print(e.decision.explain() if e.decision is not None else f"refused [{e.code}]: {e.message}")
-        return EXIT_FAILED
+        if e.decision is None:
+            raise
+        decision = e.decision
+    finally:
+        router.close()
     print(json.dumps(decision.to_dict(), indent=2) if args.format == "json" else decision.explain())
-    return EXIT_OK
+    return EXIT_OK if decision.error is None else EXIT_FAILED
 
 
 # -- test ---------------------------------------------------------------------------------------
@@ -202,20 +247,37 @@ def cmd_test(args: argparse.Namespace) -> int:
         print(f"error: no such file: {', '.join(map(str, missing))}", file=sys.stderr)
         return EXIT_USAGE
     outcomes, problems = decision_tests.run_files(router, files)
+    report = None
+    if args.coverage or args.fail_under is not None:
+        report = coverage.coverage_of(router.program, [o.decision for o in outcomes])
+    under_text = ""
+    if report is not None and args.fail_under is not None and report.percent < args.fail_under:
+        under_text = f"coverage {report.percent:.1f}% is below --fail-under {args.fail_under:g}%"
+    under = bool(under_text)
     if args.format == "json":
-        print(
-            json.dumps(
-                {
-                    "diagnostics": [d.to_dict() for d in problems],
-                    "tests": [_outcome_dict(o) for o in outcomes],
-                    "summary": decision_tests.summary(outcomes),
-                },
-                indent=2,
-            )
-        )
+        out: dict[str, object] = {
+            "diagnostics": [d.to_dict() for d in problems],
+            "tests": [_outcome_dict(o) for o in outcomes],
+            "summary": decision_tests.summary(outcomes),
+        }
+        if report is not None:
+            out["coverage"] = {**report.to_dict(), "fail_under": args.fail_under, "passed": not under}
+        print(json.dumps(out, indent=2))
+    elif args.format == "junit":
+        print(decision_tests.junit_xml(outcomes, problems, files), end="")
+        if report is not None:  # stdout is the XML, often redirected to a file: coverage goes to the log
+            print(report.render(), file=sys.stderr)
+        if under:
+            print(f"error: {under_text}", file=sys.stderr)
     elif args.format == "github":
         for line in [d.github() for d in problems] + [_outcome_github(o) for o in outcomes if not o.passed]:
             print(line)
+        if report is not None:
+            for branch in report.missed:
+                print(_missed_github(branch))
+            print(report.render())
+        if under:
+            print(f"::error title=decision-test coverage::{_github_text(under_text)}")
         print(decision_tests.summary(outcomes))
     else:
         if problems:
@@ -223,8 +285,39 @@ def cmd_test(args: argparse.Namespace) -> int:
         for outcome in outcomes:
             if not outcome.passed:
                 print(outcome.render(), end="\n\n")
+        if report is not None:
+            print(report.render(), end="\n\n")
         print(decision_tests.summary(outcomes))
-    return EXIT_FAILED if problems or any(not o.passed for o in outcomes) else EXIT_OK
+        if under:
+            print(f"error: {under_text}", file=sys.stderr)
+    failed = problems or any(not o.passed for o in outcomes)
+    return EXIT_FAILED if failed or under else EXIT_OK
+
+
+def _missed_github(branch: coverage.Branch) -> str:
+    span = branch.span
+    where = f"file={_github_property(span.path)},line={span.line},col={span.column}," if span is not None else ""
+    text = _github_text(f"{branch.route.target}: {branch.text}")
+    return f"::notice {where}title=not covered by decision tests::{text}"
+
+
+def _github_text(text: str) -> str:
+    """A workflow command's message, escaped as GitHub reads it (`20%` would otherwise be mangled)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _github_property(text: str) -> str:
+    return _github_text(text).replace(":", "%3A").replace(",", "%2C")
+
+
+# -- schema -------------------------------------------------------------------------------------
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from policyrouter.registry_schema import registry_json_schema
+
+    print(json.dumps(registry_json_schema(), indent=2, ensure_ascii=False))
+    return EXIT_OK
 
 
 # -- fmt ----------------------------------------------------------------------------------------
@@ -233,7 +326,6 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_fmt(args: argparse.Namespace) -> int:
     import difflib
 
-    from policyrouter.errors import ConfigError
     from policyrouter.fmt import format_policy
 
     files = [f for p in args.paths for f in ([p] if p.is_file() else sorted(p.rglob("*.policy")))]
@@ -273,18 +365,53 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- status and reset ---------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from policyrouter.state import open_store, status_report
+
+    registry = _registry_or_report(args.config)
+    if registry is None:
+        return EXIT_FAILED
+    with open_store(registry, run_id=args.run) if args.run else open_store(registry) as store:
+        print(status_report(registry, store, args.format, run_id=args.run))
+    return EXIT_OK
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from policyrouter.state import open_store
+
+    registry = _registry_or_report(args.config)
+    if registry is None:
+        return EXIT_FAILED
+    if args.provider is not None and args.provider not in registry.providers:
+        print(f"error: unknown provider `{args.provider}`", file=sys.stderr)
+        return EXIT_USAGE
+    with open_store(registry) as store:
+        gone = store.reset(run_id=args.run, provider=args.provider)
+    print(f"forgot {gone} counter{'s' if gone != 1 else ''}")
+    return EXIT_OK
+
+
+def _registry_or_report(directory: Path) -> Registry | None:
+    from policyrouter.registry_schema import load_registry
+
+    try:
+        return load_registry(directory / "registry.yaml")
+    except ConfigError as e:
+        print(render(e.diagnostics), file=sys.stderr)
+        return None
+
+
 # -- shared -------------------------------------------------------------------------------------
 
 
-def _router_or_report(directory: Path) -> Router | None:
-    return _router_from(load_config(directory))
-
-
-def _router_from(config: Config) -> Router | None:
+def _router_from(config: Config, run_id: str | None = None) -> Router | None:
     if config.program is None:
         print(render(config.errors or config.diagnostics), file=sys.stderr)
         return None
-    return Router(config)
+    return Router(config, run_id=run_id)
 
 
 def _count(n: int, word: str) -> str:
@@ -305,7 +432,9 @@ def _outcome_dict(outcome: decision_tests.Outcome) -> dict[str, object]:
 def _outcome_github(outcome: decision_tests.Outcome) -> str:
     span = outcome.case.span
     first = outcome.message.splitlines()[0] if outcome.message else ""
-    return f"::error file={span.path},line={span.line},title=decision test failed::{outcome.case.name}: {first}"
+    return f"::error file={_github_property(span.path)},line={span.line},title=decision test failed::" + _github_text(
+        f"{outcome.case.name}: {first}"
+    )
 
 
 if __name__ == "__main__":

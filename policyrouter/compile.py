@@ -10,28 +10,19 @@ from __future__ import annotations
 import fnmatch
 import math
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from policyrouter import ast, program
 from policyrouter.diagnostics import Diagnostic, Span, did_you_mean
 from policyrouter.eligibility import checks_for
-from policyrouter.facts import MISSING
+from policyrouter.facts import MISSING, Fact
 from policyrouter.program import STRATEGIES, Condition, FactRef, ModelPlan, Program
 from policyrouter.quantities import format_quantity
 from policyrouter.registry import GLOBAL_BUDGETS, Registry
 
 Type = str  # share | money | count | duration | string | bool | error
-
-
-@dataclass(frozen=True, slots=True)
-class Fact:
-    """A fact a user registers from Python: its type, and a function of its argument (or None)."""
-
-    type: Type
-    fn: Callable[[str | None], Any]
-    arg: str | None = None  # None, or what the argument names: provider | model | string
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +75,7 @@ class _Lowered:
     facts: tuple[FactRef, ...] = ()
     const: Any = MISSING
     domain: tuple[float, float] | None = None  # the values a fact can take, for always/never-holds lints
+    settled: bool = False  # a comparison inside was found to always or never hold (and said so)
 
 
 def compile_program(
@@ -195,7 +187,7 @@ class _Compiler:
         if isinstance(clause, ast.When):
             cond = self.expr(clause.condition, lets)
             self.expect(cond, "bool", clause.condition, "a `when` condition")
-            if cond.const is False and isinstance(clause.condition, ast.Literal):
+            if cond.const is False and not cond.settled:
                 self.warn(
                     "unreachable-clause",
                     "this condition is always false",
@@ -210,9 +202,7 @@ class _Compiler:
             )
         if isinstance(clause, ast.Otherwise):
             return program.Clause("otherwise", None, "", (), self.action(clause.action, route), None, clause.span)
-        if isinstance(clause, ast.Do):
-            return program.Clause("do", None, "", (), self.action(clause.action, route), None, clause.span)
-        return self.clause(ast.Do(clause, clause.span), route, lets)  # a bare action
+        return program.Clause("do", None, "", (), self.action(clause.action, route), None, clause.span)
 
     def action(self, node: ast.Action, route: ast.Route) -> program.Action:
         if isinstance(node, (ast.Prefer, ast.Only, ast.Avoid)):
@@ -319,7 +309,7 @@ class _Compiler:
             self.expect(inner, "bool", node.operand, "the operand of `not`")
             fn = inner.fn
             const = (not inner.const) if inner.const is not MISSING else MISSING
-            return _Lowered(lambda ctx: not fn(ctx), "bool", inner.facts, const)
+            return _Lowered(lambda ctx: not fn(ctx), "bool", inner.facts, const, settled=inner.settled)
         if isinstance(node, (ast.And, ast.Or)):
             return self.logical(node, lets)
         if isinstance(node, ast.Compare):
@@ -334,15 +324,16 @@ class _Compiler:
         facts = tuple(f for p in parts for f in p.facts)
         fns = tuple(p.fn for p in parts)
         consts = [p.const for p in parts]
+        settled = any(p.settled for p in parts)
         if isinstance(node, ast.And):
             const = False if False in consts else (True if all(c is True for c in consts) else MISSING)
-            return _Lowered(lambda ctx: all(f(ctx) for f in fns), "bool", facts, const)
+            return _Lowered(lambda ctx: all(f(ctx) for f in fns), "bool", facts, const, settled=settled)
         const = True if True in consts else (False if all(c is False for c in consts) else MISSING)
-        return _Lowered(lambda ctx: any(f(ctx) for f in fns), "bool", facts, const)
+        return _Lowered(lambda ctx: any(f(ctx) for f in fns), "bool", facts, const, settled=settled)
 
     def compare(self, node: ast.Compare, lets: Mapping[str, _Lowered]) -> _Lowered:
         left, right = self.expr(node.left, lets), self.expr(node.right, lets)
-        self.same_type(left, right, node.right)
+        typed = self.same_type(left, right, node.right)
         op = _COMPARE[node.op]
         lf, rf = left.fn, right.fn
         facts = left.facts + right.facts
@@ -350,13 +341,13 @@ class _Compiler:
             value = op(left.const, right.const)
             return _Lowered(lambda ctx: value, "bool", facts, value)
         if right.const is not MISSING:  # the usual `fact OP literal`: fold the literal in
-            const = self.settled(node, left, node.op, right.const)
+            const = self.settled(node, left, node.op, right.const) if typed else MISSING
             value = right.const
-            return _Lowered(lambda ctx: op(lf(ctx), value), "bool", facts, const)
+            return _Lowered(lambda ctx: op(lf(ctx), value), "bool", facts, const, settled=const is not MISSING)
         if left.const is not MISSING:
-            const = self.settled(node, right, _FLIPPED[node.op], left.const)
+            const = self.settled(node, right, _FLIPPED[node.op], left.const) if typed else MISSING
             value = left.const
-            return _Lowered(lambda ctx: op(value, rf(ctx)), "bool", facts, const)
+            return _Lowered(lambda ctx: op(value, rf(ctx)), "bool", facts, const, settled=const is not MISSING)
         return _Lowered(lambda ctx: op(lf(ctx), rf(ctx)), "bool", facts)
 
     def settled(self, node: ast.Compare, fact: _Lowered, op: str, value: Any) -> Any:
@@ -405,9 +396,12 @@ class _Compiler:
         fns = tuple(o.fn for o in options)
         return _Lowered(lambda ctx: lf(ctx) in {f(ctx) for f in fns}, "bool", facts)
 
-    def same_type(self, left: _Lowered, right: _Lowered, node: ast.Expr) -> None:
-        if "error" in (left.type, right.type) or left.type == right.type:
-            return
+    def same_type(self, left: _Lowered, right: _Lowered, node: ast.Expr) -> bool:
+        """Whether the two sides have one type; when not, an error (unless one side already had one)."""
+        if left.type == right.type:
+            return True
+        if "error" in (left.type, right.type):
+            return False
         help = None
         if left.type == "share" and right.type == "count":
             help = "shares are written with `%`, e.g. `20%`"
@@ -418,6 +412,7 @@ class _Compiler:
         self.error(
             "type-mismatch", f"cannot compare {_TYPE_WORDS[left.type]} with {_TYPE_WORDS[right.type]}", node.span, help
         )
+        return False
 
     # -- facts ----------------------------------------------------------------------------------
 
@@ -602,19 +597,20 @@ class _Compiler:
         for kind in ("fallback", "use"):
             edges = {name: _edges(plan.route, kind) for name, plan in plans.items()}
             reported: set[tuple[str, str]] = set()
-            for start in plans:
-                for a, b, path in _cycle_edges(start, edges):
-                    route = plans[a].route
-                    span = spans.get((kind, route.target, b))
-                    if (route.target, b) in reported or span is None:
-                        continue
-                    reported.add((route.target, b))
-                    self.error(
-                        f"{kind}-cycle",
-                        f"{kind} cycle: {' → '.join(path)}",
-                        span,
-                        "a model cannot fall back to itself; end the chain with a model that has no " + kind,
-                    )
+            for a, b, path in _back_edges(edges):
+                route = plans[a].route
+                span = spans.get((kind, route.target, b))
+                if (route.target, b) in reported or span is None:
+                    continue
+                reported.add((route.target, b))
+                self.error(
+                    f"{kind}-cycle",
+                    f"{kind} cycle: {' → '.join(path)}",
+                    span,
+                    "a model cannot fall back to itself; end the chain with a model that has no fallback"
+                    if kind == "fallback"
+                    else "a `use` chain must end at a model whose route does not `use` its way back",
+                )
 
     def unpriced_budgets(self) -> None:
         reg = self.registry
@@ -704,18 +700,30 @@ def _edges(route: program.Route, kind: str) -> tuple[str, ...]:
     )
 
 
-def _cycle_edges(start: str, edges: Mapping[str, tuple[str, ...]]) -> Iterable[tuple[str, str, list[str]]]:
-    """Each edge (a, b) that closes a loop back to `start`, with the loop's path."""
-    stack: list[tuple[str, list[str]]] = [(start, [start])]
-    visited: set[str] = set()
-    while stack:
-        node, path = stack.pop()
-        for nxt in edges.get(node, ()):
-            if nxt == start:
-                yield node, nxt, [*path, nxt]
-            elif nxt not in visited:
-                visited.add(nxt)
-                stack.append((nxt, [*path, nxt]))
+def _back_edges(edges: Mapping[str, tuple[str, ...]]) -> Iterator[tuple[str, str, list[str]]]:
+    """Each edge (a, b) that closes a loop, with the loop's path from b back to b: one depth-first
+    walk over the whole graph, so the cost grows with the number of edges, not its square."""
+    done: set[str] = set()
+    for root in edges:
+        if root in done:
+            continue
+        path: list[str] = [root]
+        position = {root: 0}
+        stack = [iter(edges.get(root, ()))]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                node = path.pop()
+                del position[node]
+                done.add(node)
+                continue
+            if nxt in position:
+                yield path[-1], nxt, [*path[position[nxt] :], nxt]
+            elif nxt not in done:
+                position[nxt] = len(path)
+                path.append(nxt)
+                stack.append(iter(edges.get(nxt, ())))
 
 
 def _bound(kind: str, x: float) -> str:
@@ -739,7 +747,7 @@ def _budget_help(budgets: Iterable[str]) -> str:
 
 
 def _example_arg(kind: str) -> str:
-    return {"provider": "work", "budget": "month", "scope": "run"}.get(kind, "x")
+    return {"provider": "work", "budget": "month", "scope": "run"}.get(kind, '"batch"')
 
 
 def _arg_text(arg: ast.Ident | ast.Literal) -> str:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from policyrouter import ast
-from policyrouter.compile import Fact, compile_program
+from policyrouter.compile import compile_program
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import ConfigError
+from policyrouter.facts import Fact
 from policyrouter.lint import lint, suppress
 from policyrouter.parse import parse_policy
 from policyrouter.program import Program

@@ -7,17 +7,21 @@
   expect: {order: [work, personal]}   # or {first: gpt-4o@openai}, or {error: budget_exceeded}
 ```
 A plain name in `order`/`first` means the requested model on that provider. `check`, `test` and
-the pytest plugin all run cases through `run_case`, so they agree on what passes.
+the pytest plugin all judge cases with `judge`, so they agree on what passes and say it the same way.
+Each outcome keeps the decision it was judged on, for coverage (`policyrouter.coverage`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from policyrouter.config import display_path
+from policyrouter.decision import Decision
 from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
 from policyrouter.errors import DecisionError
 from policyrouter.quantities import QuantityError, parse_count
@@ -38,10 +42,21 @@ class Case:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """A decision held against an expectation: whether it passed, and if not, why."""
+
+    passed: bool
+    message: str = ""  # for a failure: expected vs actual, then the decision's explanation
+    decision: Decision | None = field(default=None, compare=False, repr=False)  # also a refusal's
+
+
+@dataclass(frozen=True)
 class Outcome:
     case: Case
     passed: bool
     message: str = ""  # for a failure: expected vs actual, then the decision's explanation
+    decision: Decision | None = field(default=None, compare=False, repr=False)  # None if none was made
+    seconds: float = field(default=0.0, compare=False)
 
     def render(self) -> str:
         head = f"{self.case.span}: {'PASS' if self.passed else 'FAIL'} {self.case.name}"
@@ -51,6 +66,7 @@ class Outcome:
 def load_cases(path: Path) -> tuple[list[Case], list[Diagnostic]]:
     """Read one YAML file of cases; problems in it come back as diagnostics with positions."""
     from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.error import YAMLError
 
     shown = display_path(path)
@@ -61,8 +77,14 @@ def load_cases(path: Path) -> tuple[list[Case], list[Diagnostic]]:
     except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        where = Span(source, line, col, line, col + 1)
+        if isinstance(e, DuplicateKeyError):
+            key = source.line_text(line)[col - 1 :].split(":", 1)[0].strip()
+            help = "a key appears once in a mapping: keep one of them"
+            where = Span(source, line, col, line, col + max(1, len(key)))
+            return [], [Diagnostic("test-syntax", f"duplicate key `{key}`", where, help=help)]
         problem = getattr(e, "problem", None) or "invalid YAML"
-        return [], [Diagnostic("test-syntax", f"invalid YAML: {problem}", Span(source, line, col, line, col + 1))]
+        return [], [Diagnostic("test-syntax", f"invalid YAML: {problem}", where)]
     if data is None:
         return [], []
     if not isinstance(data, list):
@@ -100,6 +122,18 @@ def _check_case(item: Any, where: Span, source: Source) -> Case | Diagnostic:
         return Diagnostic(
             "test-invalid", "`expect` takes exactly one of `order`, `first`, `error`", _span(source, expect)
         )
+    for mapping, key, example in (
+        (request, "requires", "[tools]"),
+        (request, "tags", "[batch]"),
+        (expect, "order", "[work, personal]"),
+    ):
+        if mapping.get(key) is not None and not isinstance(mapping[key], list):
+            return Diagnostic(
+                "test-invalid", f"`{key}` is a list, such as `{example}`", _value_span(source, mapping, key)
+            )
+    for key, one in (("first", "one deployment, such as `work` or `gpt-4o@openai`"), ("error", "one refusal code")):
+        if isinstance(expect.get(key), (Mapping, list)):
+            return Diagnostic("test-invalid", f"`{key}` takes {one}", _value_span(source, expect, key))
     facts = item.get("facts")
     if facts is not None and not isinstance(facts, Mapping):
         return Diagnostic("test-invalid", "`facts` is a mapping such as `{quota: {work: 15%}}`", where)
@@ -108,7 +142,17 @@ def _check_case(item: Any, where: Span, source: Source) -> Case | Diagnostic:
 
 
 def run_case(router: Router, case: Case) -> Outcome:
-    req = case.request
+    started = time.perf_counter()
+    verdict = judge(router, case.request, case.facts, case.expect)
+    return Outcome(case, verdict.passed, verdict.message, verdict.decision, time.perf_counter() - started)
+
+
+def judge(
+    router: Router, request: Mapping[str, Any], facts: Mapping[str, Any] | None, expect: Mapping[str, Any]
+) -> Verdict:
+    """Decide `request` (a case's `request:` mapping) with `facts` and hold it against `expect`
+    (`{order: [...]}`, `{first: ...}` or `{error: CODE}`)."""
+    req = request
     try:
         decision = router.decide(
             str(req["model"]),
@@ -116,38 +160,41 @@ def run_case(router: Router, case: Case) -> Outcome:
             tokens=int(parse_count(req.get("tokens", 0))),
             max_tokens=int(parse_count(req["max_tokens"])) if req.get("max_tokens") is not None else None,
             tags=[str(t) for t in req.get("tags") or ()],
-            facts=case.facts or {},
-            request_id=str(req["request_id"]) if "request_id" in req else None,
+            facts=facts or {},
+            request_id=str(req["request_id"]) if req.get("request_id") is not None else None,
         )
     except DecisionError as e:
         decision, error = e.decision, e
     except (InvalidFacts, QuantityError) as e:
-        return Outcome(case, False, f"invalid case: {e}")
+        return Verdict(False, f"invalid case: {e}")
     else:
         error = None
-    expect = case.expect
     model = str(req["model"])
     actual = [d.key for d in decision.order] if decision is not None else []
     trace = decision.explain() if decision is not None else (str(error) if error else "")
     if "error" in expect:
         want = str(expect["error"])
         if error is not None and error.code == want:
-            return Outcome(case, True)
+            return Verdict(True, decision=decision)
         got = f"error {error.code}: {error.message}" if error else f"order [{', '.join(actual)}]"
-        return Outcome(case, False, f"expected error {want}\n  actual {got}\n\n{trace}")
+        return Verdict(False, f"expected error {want}\n  actual {got}\n\n{trace}", decision)
     if error is not None:
         want_text = _want_text(expect, model)
-        return Outcome(case, False, f"expected {want_text}\n  actual error {error.code}: {error.message}\n\n{trace}")
+        return Verdict(
+            False, f"expected {want_text}\n  actual error {error.code}: {error.message}\n\n{trace}", decision
+        )
     if "first" in expect:
         want = _qualify(str(expect["first"]), model)
         if actual[:1] == [want]:
-            return Outcome(case, True)
-        return Outcome(case, False, f"expected first {want}\n  actual order [{', '.join(actual)}]\n\n{trace}")
+            return Verdict(True, decision=decision)
+        return Verdict(False, f"expected first {want}\n  actual order [{', '.join(actual)}]\n\n{trace}", decision)
     want_order = [_qualify(str(n), model) for n in expect["order"] or ()]
     if actual == want_order:
-        return Outcome(case, True)
-    return Outcome(
-        case, False, f"expected order [{', '.join(want_order)}]\n  actual order [{', '.join(actual)}]\n\n{trace}"
+        return Verdict(True, decision=decision)
+    return Verdict(
+        False,
+        f"expected order [{', '.join(want_order)}]\n  actual order [{', '.join(actual)}]\n\n{trace}",
+        decision,
     )
 
 
@@ -164,6 +211,82 @@ def run_files(router: Router, paths: Sequence[Path]) -> tuple[list[Outcome], lis
 def summary(outcomes: Sequence[Outcome]) -> str:
     passed = sum(o.passed for o in outcomes)
     return f"{passed} passed, {len(outcomes) - passed} failed"
+
+
+def junit_xml(outcomes: Sequence[Outcome], problems: Sequence[Diagnostic], files: Sequence[Path] = ()) -> str:
+    """JUnit XML for CI systems: one `<testsuite>` per file, one `<testcase>` per case. A failure's
+    `message` is the expected and actual line; its text is what `policyrouter test` prints. A problem
+    in a file (invalid YAML, an unknown key) is an `<error>` testcase of that file's suite."""
+    from policyrouter.diagnostics import render
+
+    by_file: dict[str, tuple[list[Outcome], list[Diagnostic]]] = {display_path(f): ([], []) for f in files}
+    for outcome in outcomes:
+        by_file.setdefault(outcome.case.span.path, ([], []))[0].append(outcome)
+    for problem in problems:
+        where = problem.span.path if problem.span is not None else problem.path or ""
+        by_file.setdefault(where, ([], []))[1].append(problem)
+    root = ElementTree.Element("testsuites", name="policyrouter decision tests")
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    total_seconds = 0.0
+    for path, (ran, found) in by_file.items():
+        failures = sum(not o.passed for o in ran)
+        seconds = sum(o.seconds for o in ran)
+        suite = ElementTree.SubElement(
+            root,
+            "testsuite",
+            name=path,
+            tests=str(len(ran) + len(found)),
+            failures=str(failures),
+            errors=str(len(found)),
+            skipped="0",
+            time=f"{seconds:.6f}",
+            file=path,
+        )
+        classname = _classname(path)
+        for outcome in ran:
+            case = ElementTree.SubElement(
+                suite,
+                "testcase",
+                name=outcome.case.name,
+                classname=classname,
+                file=path,
+                line=str(outcome.case.span.line),
+                time=f"{outcome.seconds:.6f}",
+            )
+            if not outcome.passed:
+                failure = ElementTree.SubElement(case, "failure", message=_headline(outcome.message), type="decision")
+                failure.text = outcome.render()
+        for problem in found:
+            case = ElementTree.SubElement(
+                suite,
+                "testcase",
+                name=f"{problem.code} at {problem.location}",
+                classname=classname,
+                file=path,
+                line=str(problem.span.line if problem.span else 1),
+                time="0",
+            )
+            error = ElementTree.SubElement(case, "error", message=problem.message, type=problem.code)
+            error.text = render([problem])
+        totals["tests"] += len(ran) + len(found)
+        totals["failures"] += failures
+        totals["errors"] += len(found)
+        total_seconds += seconds
+    root.attrib.update({k: str(v) for k, v in totals.items()}, time=f"{total_seconds:.6f}")
+    ElementTree.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding="unicode") + "\n"
+
+
+def _headline(message: str) -> str:
+    """The expected/actual lines of a failure message, on one line."""
+    head = message.split("\n\n", 1)[0]
+    return "; ".join(line.strip() for line in head.splitlines() if line.strip())
+
+
+def _classname(path: str) -> str:
+    """`policies/a/tests/x.yaml` → `policies.a.tests.x`, the dotted name JUnit readers group by."""
+    stem = path.rsplit(".", 1)[0] if path.endswith((".yaml", ".yml")) else path
+    return ".".join(part for part in stem.replace("\\", "/").split("/") if part not in ("", ".", ".."))
 
 
 def _want_text(expect: Mapping[str, Any], model: str) -> str:
@@ -191,6 +314,16 @@ def _span(source: Source, node: Any) -> Span:
     lc = getattr(node, "lc", None)
     line, col = (lc.line + 1, lc.col + 1) if lc is not None else (1, 1)
     return Span(source, line, col, line, col + 1)
+
+
+def _value_span(source: Source, mapping: Any, key: str) -> Span:
+    """Where the value of `key` starts (the mapping's own position if ruamel does not know)."""
+    try:
+        line, col = mapping.lc.value(key)
+    except (AttributeError, KeyError, TypeError):
+        return _span(source, mapping)
+    text = str(mapping[key]) if not isinstance(mapping[key], (Mapping, list)) else ""
+    return Span(source, line + 1, col + 1, line + 1, col + 1 + max(1, len(text)))
 
 
 def _item_span(source: Source, seq: Any, index: int) -> Span:

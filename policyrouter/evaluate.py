@@ -64,11 +64,13 @@ def decide(program: Program, request: Request, facts: FactSource) -> Decision:
     if request.model not in program.plans:
         known = program.registry.models
         guess = closest(request.model, known)
-        raise DecisionError(
+        error = DecisionError(
             "unknown_model",
             f"unknown model `{request.model}`" + (f"; did you mean `{guess}`?" if guess else ""),
             known_models=list(known),
         )
+        error.decision = Decision(request, (), (), (), {}, error)
+        raise error
     walk.visit(request.model, request.requires, "request")
     decision = Decision(request, tuple(walk.order), tuple(walk.excluded), tuple(walk.steps), ctx.read)
     if walk.denied is not None:
@@ -211,16 +213,18 @@ class _Walk:
 def _refusal(program: Program, decision: Decision, walk: _Walk) -> DecisionError:
     """Which refusal, by the spec's rule: capability, then budget, then no route."""
     excluded = decision.excluded
-    candidates = [e for e in excluded if e.code != "denied"]
-    if candidates and all(e.code == "capability" for e in candidates):
-        needed = sorted(walk.requires_seen)
-        offering = [m.name for m in program.registry.models.values() if walk.requires_seen <= m.capabilities]
+    needed = walk.requires_seen
+    capable = [
+        e for e in excluded if e.code != "capability" and (e.code != "denied" or needed <= e.deployment.capabilities)
+    ]
+    if excluded and not capable:
+        offering = [m.name for m in program.registry.models.values() if needed <= m.capabilities]
         return DecisionError(
             "unsupported_capability",
-            f"no deployment of `{decision.request.model}` or its fallbacks offers {_listing(needed)}"
+            f"no deployment of `{decision.request.model}` or its fallbacks offers {_listing(sorted(needed))}"
             + (f"; models that do: {_listing(offering)}" if offering else "; no model in the registry does"),
             decision,
-            capabilities=needed,
+            capabilities=sorted(needed),
             models=offering,
         )
     if any(e.code in ("budget", "unknown_price") for e in excluded):

@@ -9,6 +9,7 @@ not given reads as a fresh state would. The live store provides another implemen
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -61,6 +62,38 @@ class FactSource(Protocol):
         ...
 
 
+FACT_TYPES = ("share", "money", "count", "duration", "bool", "string")
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """A fact you register from Python for policies to read: its type (`share`, `money`, `count`
+    (or `number`), `duration`, `bool`, `string`), a function giving its value, and whether it takes an
+    argument: `fn(None)` for `queue_depth`, `fn("work")` for `backlog(work)` when `arg` is set."""
+
+    type: str
+    fn: Callable[[str | None], Any]
+    arg: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type == "number":
+            object.__setattr__(self, "type", "count")
+        if self.type not in FACT_TYPES:
+            raise ValueError(f"a fact's type is one of {', '.join(FACT_TYPES)} (or `number`), not `{self.type}`")
+
+    def parse(self, value: object) -> Any:
+        """A dry-run value of this fact's type (`15%`, `$4`, `8k`, `800ms`, true), or QuantityError."""
+        if self.type == "bool":
+            if not isinstance(value, bool):
+                raise QuantityError(f"expected true or false, got `{value}`")
+            return value
+        if self.type == "string":
+            return str(value)
+        return {"share": parse_share, "money": parse_money, "count": parse_count, "duration": parse_duration}[
+            self.type
+        ](value)
+
+
 FACT_KEYS = (
     "quota",
     "spend",
@@ -96,7 +129,7 @@ class StaticFacts:
         registry: Registry,
         facts: Mapping[str, Any] | None = None,
         clock: Callable[[], datetime] | None = None,
-        custom_names: frozenset[str] = frozenset(),
+        custom: Mapping[str, Fact] | None = None,
     ) -> None:
         self._registry = registry
         tz = registry.settings.timezone
@@ -112,11 +145,11 @@ class StaticFacts:
         self._round_robin: dict[str, int] = {}
         self._custom: dict[str, Any] = {}
         self.request_id: str | None = None
-        self._load(dict(facts or {}), custom_names)
+        self._load(dict(facts or {}), dict(custom or {}))
 
     # -- reading the mapping ------------------------------------------------------------------
 
-    def _load(self, facts: dict[str, Any], custom_names: frozenset[str]) -> None:
+    def _load(self, facts: dict[str, Any], custom: dict[str, Fact]) -> None:
         reg = self._registry
         providers = tuple(reg.providers)
         deployments = tuple(d.key for m in reg.models.values() for d in m.deployments)
@@ -147,10 +180,15 @@ class StaticFacts:
                 self._custom[key] = int(n)
             elif key == "request_id":
                 self.request_id = str(value)
-            elif key in custom_names:
-                self._custom[key] = value
+            elif key in custom:
+                fact = custom[key]
+                if fact.arg:
+                    for arg, raw in _mapping(key, value).items():
+                        self._custom[f"{key}.{arg}"] = _parse((key, str(arg)), fact.parse, raw)
+                else:
+                    self._custom[key] = _parse((key,), fact.parse, value)
             else:
-                guess = closest(key, (*FACT_KEYS, *custom_names))
+                guess = closest(key, (*FACT_KEYS, *custom))
                 raise FactsError(f"unknown fact `{key}`", (key,), f"did you mean `{guess}`?" if guess else None)
 
     # -- FactSource ---------------------------------------------------------------------------
@@ -196,7 +234,7 @@ class StaticFacts:
         return self._now
 
     def custom(self, name: str, arg: str | None) -> Any:
-        return self._custom.get(name, MISSING)
+        return self._custom.get(name if arg is None else f"{name}.{arg}", MISSING)
 
 
 def _mapping(key: str, value: object) -> Mapping[str, Any]:
@@ -228,7 +266,8 @@ def parse_fact_assignment(text: str) -> tuple[tuple[str, ...], str]:
     if "=" not in text:
         raise FactsError(f"`{text}` is not KEY=VALUE", help="write it like `quota.work=15%` or `hour=23`")
     lhs, _, rhs = text.partition("=")
-    return tuple(p for p in lhs.strip().split(".") if p), rhs.strip()
+    head, _, name = lhs.strip().partition(".")
+    return ((head, name) if name else (head,)), rhs.strip()
 
 
 def facts_from_assignments(assignments: list[str]) -> dict[str, Any]:

@@ -107,10 +107,10 @@ class _ToAst(Transformer[Token, Any]):
         target, *rest = children
         if len(rest) == 1 and isinstance(rest[0], tuple):
             return ast.Route(target, rest[0], True, self._span(meta))
-        return ast.Route(target, tuple(rest), False, self._span(meta))
+        return ast.Route(target, _clauses(rest), False, self._span(meta))
 
     def block(self, meta: Meta, children: list[Any]) -> tuple[ast.Clause, ...]:
-        return tuple(children)
+        return _clauses(children)
 
     def target(self, meta: Meta, children: list[Token]) -> ast.Ident:
         return self._ident(children[0])
@@ -227,6 +227,12 @@ class _ToAst(Transformer[Token, Any]):
         return ast.Literal("bool", False, _token_span(self.source, children[0]))
 
 
+def _clauses(children: list[Any]) -> tuple[ast.Clause, ...]:
+    """A bare action is a clause of its own: wrap it, so every clause is one of ast.Clause."""
+    actions = (ast.Prefer, ast.Only, ast.Avoid, ast.Use, ast.Deny)
+    return tuple(ast.Do(c, c.span) if isinstance(c, actions) else c for c in children)
+
+
 def _unquote(token: Token) -> str:
     return str(token)[1:-1].replace('\\"', '"').replace("\\\\", "\\")
 
@@ -274,7 +280,12 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
         lines = source.text.rstrip().splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
         span = Span(source, line, column, line, column + 1)
-        expected = _describe_expected(set(e.expected))
+        expected_set = set(e.expected)
+        if {"PREFER", "DENY"} <= expected_set and not expected_set & {"ROUTE", "RBRACE", "$END"}:
+            expected = "an action (`prefer`, `only`, `avoid`, `use`, `deny`)"
+            expected += " or provider names" if "NAME" in expected_set else " after the condition"
+        else:
+            expected = _describe_expected(expected_set)
         return Diagnostic("syntax", f"the policy ends too soon: expected {expected}", span)
     if isinstance(e, UnexpectedToken):
         token, found = e.token, str(e.token)

@@ -93,7 +93,7 @@ def parse_duration(value: object) -> float:
         return float(value)
     if isinstance(value, str):
         kind, amount = parse_quantity(value)
-        if kind == "duration":
+        if kind == "duration" or (kind == "count" and value.strip()[-1:].isdigit()):  # a plain number: seconds
             return amount
     raise QuantityError(f"expected a duration such as `800ms`, `30s` or `5m`, got `{value}`")
 

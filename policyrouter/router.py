@@ -13,13 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from policyrouter.compile import Fact
 from policyrouter.config import Config, load_config
 from policyrouter.decision import Decision, Request
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import ConfigError, PolicyRouterError
 from policyrouter.evaluate import decide
-from policyrouter.facts import FactsError, FactSource, StaticFacts
+from policyrouter.facts import Fact, FactsError, FactSource, StaticFacts
 from policyrouter.program import Program
 from policyrouter.registry import Registry
 
@@ -46,7 +45,7 @@ class Router:
         self.registry: Registry = config.registry
         self.clock = clock
         self.run_id = run_id
-        self._custom_names = frozenset(config.custom_facts)
+        self._custom_facts = config.custom_facts
         self._state = state
         self._staleness = staleness
         self._store: StateStore | None = None
@@ -104,7 +103,7 @@ class Router:
             source = self.live_facts
         elif isinstance(facts, Mapping):
             try:
-                static = StaticFacts(self.registry, facts, self.clock, self._custom_names)
+                static = StaticFacts(self.registry, facts, self.clock, self._custom_facts)
             except FactsError as e:
                 raise InvalidFacts(e) from None
             source = static
