@@ -1,0 +1,396 @@
+"""The command line: exit codes, output formats, explain, test, and staying clear of litellm."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import policyrouter
+from policyrouter import cli
+
+REGISTRY = """\
+providers:
+  work:
+    litellm_provider: anthropic
+    api_key_env: ANTHROPIC_API_KEY_WORK
+    quota: {limit: 5M, unit: tokens, window: 5h}
+  personal:
+    litellm_provider: anthropic
+    api_key_env: ANTHROPIC_API_KEY_PERSONAL
+    quota: {limit: 2M, unit: tokens, window: 5h}
+models:
+  sonnet:
+    capabilities: [tools, vision, streaming]
+    context_window: 200k
+    price: {input_per_mtok: 3.00, output_per_mtok: 15.00}
+    deployments:
+      - {provider: work, model_id: claude-sonnet-4}
+      - {provider: personal, model_id: claude-sonnet-4}
+"""
+CARD = "route sonnet when quota(work) > 20% prefer work else personal\n"
+WARNING_ONLY = "route sonnet {\n    prefer work\n    when quota(personal) > 20% prefer personal\n}\n"  # unreachable
+ERROR = "route sonnet when quota(wrok) > 20% prefer work\n"
+PASSING_TESTS = """\
+- name: work first while it keeps its margin
+  request: {model: sonnet}
+  facts: {quota: {work: 50%}}
+  expect: {order: [work, personal]}
+- name: personal first below the margin
+  request: {model: sonnet}
+  facts: {quota: {work: 15%}}
+  expect: {first: personal}
+"""
+WRONG_TEST = """\
+- name: deliberately wrong
+  request: {model: sonnet}
+  facts: {quota: {work: 10%}}
+  expect: {order: [work, personal]}
+"""
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    """`run(*argv)` runs the CLI in tmp_path (so paths print relative to it) and captures its output."""
+    monkeypatch.chdir(tmp_path)
+
+    def go(*argv: str) -> Run:
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as e:  # argparse's own usage errors
+            code = int(e.code or 0)
+        out, err = capsys.readouterr()
+        return Run(code, out, err)
+
+    return go
+
+
+@pytest.fixture
+def card(make_config: Callable[..., Path]) -> Path:
+    return make_config(REGISTRY, CARD, tests={"card.yaml": PASSING_TESTS})
+
+
+# -- check: exit codes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "tests", "argv", "code"),
+    [
+        (CARD, {"card.yaml": PASSING_TESTS}, [], 0),
+        (CARD, {"card.yaml": PASSING_TESTS}, ["--strict"], 0),
+        (WARNING_ONLY, {}, [], 0),
+        (WARNING_ONLY, {}, ["--strict"], 1),
+        (ERROR, {}, [], 1),
+        (CARD, {"wrong.yaml": WRONG_TEST}, [], 1),
+        (CARD, {}, ["--format", "xml"], 2),
+    ],
+    ids=["clean", "clean strict", "warning", "warning strict", "error", "failing decision test", "bad option"],
+)
+def test_check_exit_codes(
+    make_config: Callable[..., Path],
+    run: Callable[..., Run],
+    policy: str,
+    tests: dict[str, str],
+    argv: list[str],
+    code: int,
+) -> None:
+    make_config(REGISTRY, policy, tests=tests)
+    result = run("check", "cfg", *argv)
+    assert result.code == code
+    assert "Traceback" not in result.out + result.err
+
+
+def test_check_with_no_command_is_a_usage_error(run: Callable[..., Run]) -> None:
+    assert run().code == 2
+
+
+def test_check_reports_and_counts(card: Path, run: Callable[..., Run]) -> None:
+    result = run("check", "cfg")
+    assert result.out.strip().splitlines()[-1] == "cfg: 0 errors, 0 warnings, 2 passed, 0 failed decision tests"
+
+
+def test_check_takes_the_config_option(card: Path, run: Callable[..., Run]) -> None:
+    assert run("check", "--config", "cfg").code == 0
+
+
+def test_strict_turns_warnings_into_errors(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, WARNING_ONLY)
+    plain, strict = run("check", "cfg"), run("check", "cfg", "--strict")
+    assert "warning[unreachable-clause]" in plain.out and "error[unreachable-clause]" not in plain.out
+    assert "error[unreachable-clause]" in strict.out and "warning[unreachable-clause]" not in strict.out
+
+
+def test_check_runs_the_decision_tests(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, CARD, tests={"card.yaml": PASSING_TESTS, "wrong.yaml": WRONG_TEST})
+    result = run("check", "cfg")
+    assert result.code == 1
+    assert "FAIL deliberately wrong" in result.out
+    assert result.out.strip().splitlines()[-1].endswith("2 passed, 1 failed decision tests")
+
+
+def test_check_on_a_tree_of_configs(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, CARD, name="configs/a")
+    make_config(REGISTRY, ERROR, name="configs/b")
+    result = run("check", "configs")
+    assert result.code == 1
+    summaries = result.out.strip().splitlines()[-2:]
+    assert summaries[0].startswith("configs/a: 0 errors") and summaries[1].startswith("configs/b: 1 error,")
+
+
+def test_check_caps_the_diagnostics_it_shows(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, "route sonnet {\n    requires tols\n    strategy fastst\n    prefer wrok, persnal\n}\n")
+    result = run("check", "cfg", "--max-diagnostics", "1")
+    assert result.code == 1
+    assert result.out.count("error[") == 1 and "… and 3 more" in result.out
+    assert result.out.strip().splitlines()[-1].startswith("cfg: 4 errors,")
+
+
+def test_the_shipped_policies_pass_strictly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    assert cli.main(["check", "policies", "--strict"]) == 0, capsys.readouterr().out
+
+
+# -- check: formats -------------------------------------------------------------------------------------
+
+
+def test_check_json(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, ERROR + WARNING_ONLY.replace("sonnet", "sonnet2"), tests={})
+    data = json.loads(run("check", "cfg", "--format", "json").out)
+    assert set(data) >= {"diagnostics", "tests"}
+    (diagnostic, *_) = data["diagnostics"]
+    assert {"code", "severity", "message", "file", "line", "column", "end_line", "end_column"} <= set(diagnostic)
+    assert diagnostic == {
+        "code": "unknown-provider",
+        "severity": "error",
+        "message": "unknown provider `wrok`",
+        "file": "cfg/main.policy",
+        "line": 1,
+        "column": 25,
+        "end_line": 1,
+        "end_column": 29,
+        "help": "did you mean `work`?",
+    }
+
+
+def test_check_json_lists_decision_tests(card: Path, run: Callable[..., Run]) -> None:
+    data = json.loads(run("check", "cfg", "--format", "json").out)
+    assert data["diagnostics"] == []
+    assert [(t["name"], t["passed"], t["file"], t["line"]) for t in data["tests"]] == [
+        ("work first while it keeps its margin", True, "cfg/tests/card.yaml", 1),
+        ("personal first below the margin", True, "cfg/tests/card.yaml", 5),
+    ]
+
+
+def test_check_json_is_sorted_like_the_text(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, "route sonnet fallback sonnet\nroute * when quota(wrok) > 20% prefer work\n")
+    data = json.loads(run("check", "cfg", "--format", "json").out)
+    positions = [(d["file"], d["line"], d["column"]) for d in data["diagnostics"]]
+    assert positions == sorted(positions) and len(positions) == 3  # unknown provider, shadowed `*`, cycle
+
+
+def test_check_github(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, ERROR)
+    lines = run("check", "cfg", "--format", "github").out.strip().splitlines()
+    assert lines == [
+        "::error file=cfg/main.policy,line=1,col=25,endColumn=29,title=unknown-provider::"
+        "unknown provider `wrok` (help: did you mean `work`?)"
+    ]
+
+
+def test_check_github_warning(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, WARNING_ONLY)
+    (line,) = run("check", "cfg", "--format", "github").out.strip().splitlines()
+    assert line.startswith("::warning file=cfg/main.policy,line=3,col=5,")
+    assert "title=unreachable-clause::" in line
+
+
+# -- lints that check must report ------------------------------------------------------------------------
+
+
+def test_a_route_that_can_leave_no_deployment_is_a_warning(
+    make_config: Callable[..., Path], run: Callable[..., Run]
+) -> None:
+    make_config(REGISTRY, "route sonnet requires json\n")  # sonnet lacks json: the policy empties the list
+    data = json.loads(run("check", "cfg", "--format", "json").out)
+    assert [(d["severity"], d["line"]) for d in data["diagnostics"]] == [("warning", 1)]
+
+
+def test_a_fallback_cycle_is_reported_once(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    registry = REGISTRY + "  haiku:\n    deployments:\n      - {provider: work, model_id: claude-haiku}\n"
+    make_config(registry, "route sonnet fallback haiku\nroute haiku fallback sonnet\n")
+    data = json.loads(run("check", "cfg", "--format", "json").out)
+    assert [d["code"] for d in data["diagnostics"]] == ["fallback-cycle"]
+
+
+def test_a_model_named_by_a_bare_use_is_not_unused(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    registry = REGISTRY + "  haiku:\n    deployments:\n      - {provider: work, model_id: claude-haiku}\n"
+    make_config(registry, "route sonnet use haiku\n")
+    data = json.loads(run("check", "cfg", "--format", "json").out)
+    assert [d for d in data["diagnostics"] if d["code"] == "unused-model"] == []
+
+
+# -- explain -----------------------------------------------------------------------------------------------
+
+
+def test_explain_text(card: Path, run: Callable[..., Run]) -> None:
+    result = run("explain", "sonnet", "--config", "cfg", "--fact", "quota.work=15%")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0] == "sonnet → sonnet@personal, sonnet@work"
+    condition = next(line for line in lines if "quota(work) > 20%" in line)
+    assert "false" in condition and "15%" in condition
+    assert any("prefer personal" in line and "cfg/main.policy:1:14" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("argv", "facts", "kwargs"),
+    [
+        (["--fact", "quota.work=15%"], {"quota": {"work": "15%"}}, {}),
+        (["--fact", "quota.work=0%", "--tokens", "2k"], {"quota": {"work": "0%"}}, {"tokens": 2000}),
+        (
+            ["--requires", "vision", "--tag", "batch", "--fact", "hour=9"],
+            {"hour": 9},
+            {"requires": ["vision"], "tags": ["batch"]},
+        ),
+    ],
+    ids=["fact", "excluded", "request"],
+)
+def test_explain_json_is_exactly_the_decision(
+    card: Path, run: Callable[..., Run], argv: list[str], facts: dict[str, object], kwargs: dict[str, object]
+) -> None:
+    result = run("explain", "sonnet", "--config", "cfg", "--format", "json", *argv)
+    assert result.code == 0
+    expected = policyrouter.load("cfg").decide("sonnet", facts=facts, **kwargs).to_dict()
+    assert json.loads(result.out) == expected
+
+
+def test_explain_a_refusal(card: Path, run: Callable[..., Run]) -> None:
+    result = run("explain", "sonnet", "--config", "cfg", "--fact", "quota.work=0%", "--fact", "quota.personal=0%")
+    assert result.code == 1
+    assert "no_route" in result.out and "used up" in result.out
+
+
+def test_explain_json_of_a_refusal_is_the_decision_too(card: Path, run: Callable[..., Run]) -> None:
+    """One shape for machines: a refusal prints `Decision.to_dict()`, whose `error` holds the code."""
+    facts = ["--fact", "quota.work=0%", "--fact", "quota.personal=0%"]
+    result = run("explain", "sonnet", "--config", "cfg", "--format", "json", *facts)
+    assert result.code == 1
+    with pytest.raises(policyrouter.DecisionError) as info:
+        policyrouter.load("cfg").decide("sonnet", facts={"quota": {"work": "0%", "personal": "0%"}})
+    assert info.value.decision is not None
+    assert json.loads(result.out) == info.value.decision.to_dict()
+
+
+def test_explain_an_unknown_model(card: Path, run: Callable[..., Run]) -> None:
+    result = run("explain", "sonet", "--config", "cfg")
+    assert result.code == 1
+    assert "unknown_model" in result.out + result.err and "`sonnet`" in result.out + result.err
+
+
+def test_explain_a_broken_config(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, ERROR)
+    result = run("explain", "sonnet", "--config", "cfg")
+    assert result.code == 1
+    assert "error[unknown-provider]" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "mentions"),
+    [
+        (["--fact", "quota.wrk=15%"], ["wrk", "`work`"]),
+        (["--fact", "quota.work=150%"], ["quota.work", "150%"]),
+        (["--fact", "quota.work=lots"], ["quota.work", "lots"]),
+        (["--fact", "quota.work"], ["quota.work", "KEY=VALUE"]),
+        (["--fact", "quotas.work=15%"], ["quotas", "`quota`"]),
+        (["--fact", "hour=25"], ["hour", "23"]),
+        (["--fact", "a.b.c=1"], ["unknown fact `a`"]),
+        (["--fact", "latency.work=fast"], ["latency.work", "fast"]),
+        (["--tokens", "lots"], ["lots"]),
+    ],
+    ids=["unknown provider", "share over 100%", "not a share", "no value", "unknown fact", "hour", "dotted name",
+         "not a duration", "tokens"],
+)  # fmt: skip
+def test_explain_with_a_bad_fact_is_a_usage_error(
+    card: Path, run: Callable[..., Run], argv: list[str], mentions: list[str]
+) -> None:
+    result = run("explain", "sonnet", "--config", "cfg", *argv)
+    assert result.code == 2
+    assert result.out == ""
+    assert result.err.startswith("error: ") and "Traceback" not in result.err
+    for word in mentions:
+        assert word in result.err
+
+
+# -- test ----------------------------------------------------------------------------------------------------
+
+
+def test_test_passes(card: Path, run: Callable[..., Run]) -> None:
+    result = run("test", "--config", "cfg")
+    assert result.code == 0
+    assert result.out.strip().splitlines()[-1] == "2 passed, 0 failed"
+
+
+def test_test_shows_expected_and_actual(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, CARD, tests={"card.yaml": PASSING_TESTS, "wrong.yaml": WRONG_TEST})
+    result = run("test", "--config", "cfg")
+    assert result.code == 1
+    assert result.out.strip().splitlines()[-1] == "2 passed, 1 failed"
+    assert "cfg/tests/wrong.yaml:1:3: FAIL deliberately wrong" in result.out
+    assert "expected order [sonnet@work, sonnet@personal]" in result.out
+    assert "actual order [sonnet@personal, sonnet@work]" in result.out
+
+
+def test_test_named_files(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, CARD, tests={"card.yaml": PASSING_TESTS, "wrong.yaml": WRONG_TEST})
+    result = run("test", "--config", "cfg", "cfg/tests/card.yaml")
+    assert (result.code, result.out.strip().splitlines()[-1]) == (0, "2 passed, 0 failed")
+
+
+def test_test_a_missing_file(card: Path, run: Callable[..., Run]) -> None:
+    result = run("test", "--config", "cfg", "cfg/tests/nope.yaml")
+    assert result.code == 2 and "nope.yaml" in result.err
+
+
+def test_test_json(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, CARD, tests={"wrong.yaml": WRONG_TEST})
+    data = json.loads(run("test", "--config", "cfg", "--format", "json").out)
+    assert data["summary"] == "0 passed, 1 failed"
+    (test,) = data["tests"]
+    assert (test["name"], test["passed"]) == ("deliberately wrong", False)
+    assert "expected order" in test["message"]
+
+
+# -- litellm stays out of check and explain ---------------------------------------------------------------
+
+NO_LITELLM = """\
+import sys
+from policyrouter import cli
+codes = [cli.main(["check", "cfg"]), cli.main(["explain", "sonnet", "--config", "cfg", "--fact", "quota.work=15%"])]
+assert codes == [0, 0], codes
+loaded = sorted(m for m in sys.modules if m == "litellm" or m.startswith("litellm."))
+assert not loaded, loaded
+"""
+
+
+def test_check_and_explain_do_not_import_litellm(card: Path) -> None:
+    root = str(Path(policyrouter.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-c", NO_LITELLM], cwd=card.parent, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr

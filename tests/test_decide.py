@@ -1,0 +1,673 @@
+"""Decisions, table-driven: a policy, a request and dry-run facts in; an order or a refusal code out.
+
+Every case runs through the public front door, `policyrouter.load(DIR).decide(...)`, against the
+registry below (or a variant of it). An expected order lists `model@provider` keys; an expected
+refusal is the stable error code as a string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import policyrouter
+
+REGISTRY = """\
+settings:
+  timezone: UTC
+  estimated_output_tokens: 1000
+  unknown_price: deny
+
+providers:
+  work:
+    litellm_provider: anthropic
+    api_key_env: WORK_KEY
+    quota: {limit: 1M, unit: tokens, window: 5h}
+    rpm: 50
+    tpm: 400k
+  personal:
+    litellm_provider: anthropic
+    api_key_env: PERSONAL_KEY
+    quota: {limit: 1M, unit: tokens, window: 5h}
+  api:
+    litellm_provider: anthropic
+    api_key_env: ANTHROPIC_API_KEY
+  team:
+    litellm_provider: anthropic
+    api_key_env: TEAM_KEY
+    quota: {limit: 1M, unit: tokens, window: 5h, hard: false}
+  perreq:
+    litellm_provider: anthropic
+    api_key_env: PERREQ_KEY
+    quota: {limit: 100, unit: requests, window: day}
+  openai:
+    litellm_provider: openai
+    api_key_env: OPENAI_API_KEY
+    budget: {usd: 100, window: month, hard: true}
+  google:
+    litellm_provider: gemini
+    api_key_env: GEMINI_API_KEY
+  groq:
+    litellm_provider: groq
+    api_key_env: GROQ_API_KEY
+  together:
+    litellm_provider: together_ai
+    api_key_env: TOGETHER_API_KEY
+  local:
+    litellm_provider: ollama
+    base_url: http://127.0.0.1:11434
+  mystery:
+    litellm_provider: openai
+    api_key_env: MYSTERY_KEY
+
+models:
+  sonnet:
+    capabilities: [tools, vision, streaming]
+    context_window: 200k
+    price: {input_per_mtok: 3.00, output_per_mtok: 15.00}
+    deployments:
+      - {provider: work, model_id: claude-sonnet-4}
+      - {provider: personal, model_id: claude-sonnet-4}
+  haiku:
+    capabilities: [tools, streaming]
+    context_window: 200k
+    price: {input_per_mtok: 0.80, output_per_mtok: 4.00}
+    deployments:
+      - {provider: work, model_id: claude-haiku}
+      - {provider: personal, model_id: claude-haiku}
+      - {provider: api, model_id: claude-haiku}
+  opus:
+    capabilities: [tools, vision, streaming, reasoning]
+    context_window: 200k
+    price: {input_per_mtok: 15.00, output_per_mtok: 75.00}
+    deployments:
+      - {provider: work, model_id: claude-opus-4}
+      - {provider: team, model_id: claude-opus-4}
+      - {provider: perreq, model_id: claude-opus-4}
+  claude-3-haiku:
+    capabilities: [tools, streaming]
+    price: {input_per_mtok: 0.25, output_per_mtok: 1.25}
+    deployments:
+      - {provider: work, model_id: claude-3-haiku}
+      - {provider: personal, model_id: claude-3-haiku}
+  claude-2:
+    capabilities: [streaming]
+    price: {input_per_mtok: 8, output_per_mtok: 24}
+    deployments:
+      - {provider: work, model_id: claude-2}
+      - {provider: api, model_id: claude-2}
+  gpt-4o:
+    capabilities: [tools, vision, json, streaming]
+    context_window: 128k
+    price: {input_per_mtok: 2.50, output_per_mtok: 10.00}
+    deployments:
+      - {provider: openai, model_id: gpt-4o, rpm: 60, tpm: 100k}
+  gemini-pro:
+    capabilities: [tools, vision, json, streaming, pdf]
+    context_window: 1M
+    price: {input_per_mtok: 1.25, output_per_mtok: 10.00}
+    deployments:
+      - {provider: google, model_id: gemini-2.5-pro}
+  llama:
+    capabilities: [tools, streaming]
+    context_window: 128k
+    price: {input_per_mtok: 0.60, output_per_mtok: 0.60}
+    deployments:
+      - {provider: groq, model_id: llama-3.3-70b, weight: 1}
+      - {provider: together, model_id: llama-3.3-70b, weight: 9,
+         price: {input_per_mtok: 0.20, output_per_mtok: 0.20}}
+      - {provider: local, model_id: llama3.3, price: {input_per_mtok: 0, output_per_mtok: 0}}
+  local-coder:
+    capabilities: [streaming]
+    context_window: 32k
+    price: {input_per_mtok: 0, output_per_mtok: 0}
+    deployments:
+      - {provider: local, model_id: qwen2.5-coder}
+  mystery-model:
+    capabilities: [tools, streaming]
+    deployments:
+      - {provider: mystery, model_id: mystery-model-x}
+
+budgets:
+  run: {usd: 5.00, hard: true}
+  month: {usd: 200.00}
+"""
+
+ALLOW_UNKNOWN_PRICE = REGISTRY.replace("unknown_price: deny", "unknown_price: allow")
+WARN_UNKNOWN_PRICE = REGISTRY.replace("unknown_price: deny", "unknown_price: warn")
+HARD_BUDGETS = REGISTRY.replace("  unknown_price: deny\n", "  unknown_price: deny\n  budget_mode: hard\n")
+SHORT_OUTPUT = REGISTRY.replace("estimated_output_tokens: 1000", "estimated_output_tokens: 100")
+BERLIN = REGISTRY.replace("timezone: UTC", "timezone: Europe/Berlin")
+
+CARD = "route sonnet when quota(work) > 20% prefer work else personal"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    policy: str
+    model: str
+    expect: list[str] | str  # the order as `model@provider` keys, or a refusal code
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    request: Mapping[str, Any] = field(default_factory=dict)  # requires, tokens, max_tokens, tags
+    excluded: Mapping[str, str] | None = None  # every exclusion: `model@provider` → code
+    registry: str = REGISTRY
+
+
+def holds(name: str, condition: str, facts: Mapping[str, Any], value: bool, **request: Any) -> Case:
+    """A case for one condition: `prefer personal` puts personal first exactly when it holds."""
+    order = ["sonnet@personal", "sonnet@work"] if value else ["sonnet@work", "sonnet@personal"]
+    return Case(name, f"route sonnet when {condition} prefer personal", "sonnet", order, facts, request)
+
+
+SONNET = ["sonnet@work", "sonnet@personal"]
+HAIKU = ["haiku@work", "haiku@personal", "haiku@api"]
+LLAMA = ["llama@groq", "llama@together", "llama@local"]
+
+CHAIN = """\
+route sonnet fallback haiku
+route haiku fallback gpt-4o
+route gpt-4o fallback gemini-pro
+"""
+WHENS = """\
+route haiku {
+    when quota(work) > 50% prefer work
+    when quota(personal) > 50% prefer personal
+    otherwise prefer api
+}
+"""
+GLOBS = """\
+route claude-3-haiku only personal
+route claude-* prefer api
+route * avoid work
+"""
+OPUS_PAUSED = 'route sonnet fallback opus, gpt-4o\nroute opus deny "opus is paused"\n'
+
+# fmt: off
+CASES = [
+    # -- the card's line -------------------------------------------------------------------------
+    Case("card: work keeps its margin", CARD, "sonnet", SONNET, {"quota": {"work": "50%"}}),
+    Case("card: work under its margin", CARD, "sonnet", ["sonnet@personal", "sonnet@work"],
+         {"quota": {"work": "15%"}}),
+    Case("card: exactly 20% is not more than 20%", CARD, "sonnet", ["sonnet@personal", "sonnet@work"],
+         {"quota": {"work": "20%"}}),
+    Case("card: a share may be a fraction", CARD, "sonnet", ["sonnet@personal", "sonnet@work"],
+         {"quota": {"work": 0.15}}),
+    Case("card: fresh state has full quota", CARD, "sonnet", SONNET),
+    Case("card: a used-up plan leaves the list", CARD, "sonnet", ["sonnet@personal"],
+         {"quota": {"work": "0%"}}, excluded={"sonnet@work": "quota"}),
+    # -- when … else, and else with no verb ------------------------------------------------------
+    Case("else repeats only", "route sonnet when quota(work) > 20% only work else personal", "sonnet",
+         ["sonnet@personal"], {"quota": {"work": "10%"}}, excluded={"sonnet@work": "only"}),
+    Case("when only holds", "route sonnet when quota(work) > 20% only work else personal", "sonnet",
+         ["sonnet@work"], {"quota": {"work": "30%"}}, excluded={"sonnet@personal": "only"}),
+    Case("else repeats avoid", 'route haiku when tag("batch") avoid api else work', "haiku",
+         ["haiku@personal", "haiku@api", "haiku@work"]),
+    Case("when avoid holds", 'route haiku when tag("batch") avoid api else work', "haiku", HAIKU,
+         request={"tags": ["batch"]}),
+    Case("else repeats use", 'route sonnet when tag("cheap") use haiku else gpt-4o', "sonnet",
+         ["gpt-4o@openai"]),
+    Case("when use holds", 'route sonnet when tag("cheap") use haiku else gpt-4o', "sonnet", HAIKU,
+         request={"tags": ["cheap"]}),
+    Case("else with its own verb", 'route sonnet when tag("x") deny "no" else prefer personal', "sonnet",
+         ["sonnet@personal", "sonnet@work"]),
+    Case("when deny holds", 'route sonnet when tag("x") deny "no" else prefer personal', "sonnet", "denied",
+         request={"tags": ["x"]}),
+    # -- when chains, otherwise, bare actions ----------------------------------------------------
+    Case("the first when that holds wins", WHENS, "haiku", HAIKU,
+         {"quota": {"work": "60%", "personal": "60%"}}),
+    Case("a later when", WHENS, "haiku", ["haiku@personal", "haiku@work", "haiku@api"],
+         {"quota": {"work": "40%", "personal": "60%"}}),
+    Case("otherwise when no when held", WHENS, "haiku", ["haiku@api", "haiku@work", "haiku@personal"],
+         {"quota": {"work": "40%", "personal": "40%"}}),
+    Case("no clause fires: strategy alone", 'route haiku when tag("x") prefer api', "haiku", HAIKU),
+    Case("bare prefer", "route haiku prefer api", "haiku", ["haiku@api", "haiku@work", "haiku@personal"]),
+    Case("prefer lists providers in order", "route haiku prefer api, personal", "haiku",
+         ["haiku@api", "haiku@personal", "haiku@work"]),
+    Case("only lists providers in order", "route haiku only api, work", "haiku", ["haiku@api", "haiku@work"],
+         excluded={"haiku@personal": "only"}),
+    Case("avoid puts them last, in order", "route haiku avoid personal, work", "haiku",
+         ["haiku@api", "haiku@personal", "haiku@work"]),
+    Case("only keeps the fallbacks", "route sonnet only personal fallback gpt-4o", "sonnet",
+         ["sonnet@personal", "gpt-4o@openai"], excluded={"sonnet@work": "only"}),
+    # -- requires --------------------------------------------------------------------------------
+    Case("requires holds for the fallbacks", "route sonnet requires vision fallback haiku, gpt-4o", "sonnet",
+         [*SONNET, "gpt-4o@openai"],
+         excluded={"haiku@work": "capability", "haiku@personal": "capability", "haiku@api": "capability"}),
+    Case("requires adds to the request's needs", "route sonnet requires vision fallback gpt-4o, gemini-pro",
+         "sonnet", ["gpt-4o@openai", "gemini-pro@google"], request={"requires": ["json"]},
+         excluded={"sonnet@work": "capability", "sonnet@personal": "capability"}),
+    # -- use ---------------------------------------------------------------------------------------
+    Case("use routes as the other model", "route sonnet use haiku", "sonnet", HAIKU),
+    Case("use keeps this route's requires", "route sonnet {\n    requires vision\n    use haiku\n}", "sonnet",
+         "unsupported_capability"),
+    Case("use with a requires the target meets", "route sonnet {\n    requires tools\n    use haiku\n}",
+         "sonnet", HAIKU),
+    Case("use takes the target's fallbacks, not this route's",
+         "route sonnet {\n    use haiku\n    fallback gpt-4o\n}\nroute haiku fallback claude-3-haiku", "sonnet",
+         [*HAIKU, "claude-3-haiku@work", "claude-3-haiku@personal"]),
+    Case("use chains", "route sonnet use haiku\nroute haiku use claude-3-haiku", "sonnet",
+         ["claude-3-haiku@work", "claude-3-haiku@personal"]),
+    # -- deny ------------------------------------------------------------------------------------
+    Case("deny refuses", 'route opus deny "opus is paused"', "opus", "denied"),
+    Case("deny through use refuses", 'route sonnet use opus\nroute opus deny "opus is paused"', "sonnet",
+         "denied"),
+    Case("deny through a fallback drops that model", OPUS_PAUSED, "sonnet", [*SONNET, "gpt-4o@openai"],
+         excluded={"opus@work": "denied", "opus@team": "denied", "opus@perreq": "denied"}),
+    Case("a conditional deny through a fallback",
+         'route sonnet fallback opus\nroute opus when budget(month) < 10% deny "month nearly spent"', "sonnet",
+         SONNET, {"spend": {"month": 190}},
+         excluded={"opus@work": "denied", "opus@team": "denied", "opus@perreq": "denied"}),
+    Case("a conditional deny that does not hold",
+         'route sonnet fallback opus\nroute opus when budget(month) < 10% deny "month nearly spent"', "sonnet",
+         [*SONNET, "opus@work", "opus@team", "opus@perreq"], {"spend": {"month": 100}}),
+    # -- fallback ----------------------------------------------------------------------------------
+    Case("fallbacks are recursive", CHAIN, "sonnet", [*SONNET, *HAIKU, "gpt-4o@openai", "gemini-pro@google"]),
+    Case("a deployment appears once", "route sonnet fallback haiku, gpt-4o\nroute haiku fallback gpt-4o",
+         "sonnet", [*SONNET, *HAIKU, "gpt-4o@openai"]),
+    Case("fallbacks serve when the model cannot", "route sonnet fallback gpt-4o", "sonnet", ["gpt-4o@openai"],
+         {"quota": {"work": "0%", "personal": "0%"}},
+         excluded={"sonnet@work": "quota", "sonnet@personal": "quota"}),
+    # -- strategies --------------------------------------------------------------------------------
+    Case("in_order is registry order", "route llama strategy in_order", "llama", LLAMA),
+    Case("round_robin at position 0", "route llama strategy round_robin", "llama", LLAMA),
+    Case("round_robin at position 1", "route llama strategy round_robin", "llama",
+         ["llama@together", "llama@local", "llama@groq"], {"round_robin": {"llama": 1}}),
+    Case("round_robin wraps around", "route llama strategy round_robin", "llama",
+         ["llama@local", "llama@groq", "llama@together"], {"round_robin": {"llama": 5}}),
+    Case("round_robin orders what prefer left", "route llama {\n    strategy round_robin\n    prefer local\n}",
+         "llama", ["llama@local", "llama@together", "llama@groq"], {"round_robin": {"llama": 1}}),
+    Case("most_remaining: no quota counts as 100%", "route haiku strategy most_remaining", "haiku",
+         ["haiku@api", "haiku@personal", "haiku@work"], {"quota": {"work": "50%", "personal": "80%"}}),
+    Case("most_remaining: ties in registry order", "route haiku strategy most_remaining", "haiku", HAIKU),
+    Case("most_remaining: equal shares tie", "route haiku strategy most_remaining", "haiku",
+         ["haiku@api", "haiku@work", "haiku@personal"], {"quota": {"work": "80%", "personal": "80%"}}),
+    Case("most_remaining with a soft quota", "route opus strategy most_remaining", "opus",
+         ["opus@perreq", "opus@work", "opus@team"], {"quota": {"work": "30%", "team": "0%"}}),
+    Case("cheapest uses deployment prices", "route llama strategy cheapest", "llama",
+         ["llama@local", "llama@together", "llama@groq"], request={"tokens": 1000}),
+    Case("fastest by latency", "route llama strategy fastest", "llama",
+         ["llama@groq", "llama@local", "llama@together"],
+         {"latency": {"groq": "300ms", "together": "2s", "local": "900ms"}}),
+    Case("least_busy by calls in flight", "route llama strategy least_busy", "llama",
+         ["llama@together", "llama@groq", "llama@local"], {"in_flight": {"groq": 5, "together": 2, "local": 9}}),
+    # -- facts -----------------------------------------------------------------------------------
+    holds("quota share", "quota(work) < 30%", {"quota": {"work": "25%"}}, True),
+    holds("quota share, false", "quota(work) < 30%", {"quota": {"work": "35%"}}, False),
+    holds("budget share given", "budget(month) < 15%", {"budget": {"month": "10%"}}, True),
+    holds("budget share from spend", "budget(month) < 15%", {"spend": {"month": 180}}, True),
+    holds("budget share from spend, false", "budget(month) < 15%", {"spend": {"month": 100}}, False),
+    holds("provider budget from spend", "budget(openai) < 15%", {"spend": {"openai": 90}}, True),
+    holds("spend money", "spend(run) > $1", {"spend": {"run": 1.20}}, True),
+    holds("spend money as text", "spend(run) > $1", {"spend": {"run": "$0.50"}}, False),
+    holds("spend from a budget share", "spend(month) >= $150", {"budget": {"month": "20%"}}, True),
+    holds("nothing spent in a fresh state", "spend(run) > $0", {}, False),
+    holds("rpm count", "rpm(work) >= 40", {"rpm": {"work": 45}}, True),
+    holds("rpm count, false", "rpm(work) >= 40", {"rpm": {"work": 39}}, False),
+    holds("tpm count with a suffix", "tpm(work) > 100k", {"tpm": {"work": "150k"}}, True),
+    holds("errors", "errors(work) >= 3", {"errors": {"work": 3}}, True),
+    holds("errors, false", "errors(work) >= 3", {"errors": {"work": 2}}, False),
+    holds("latency duration", "latency(work) > 2s", {"latency": {"work": "2500ms"}}, True),
+    holds("latency duration, false", "latency(work) > 2s", {"latency": {"work": "1500ms"}}, False),
+    holds("tokens", "tokens > 8k", {}, True, tokens=9000),
+    holds("tokens, false", "tokens > 8k", {}, False, tokens=8000),
+    holds("tag", 'tag("batch")', {}, True, tags=["batch", "x"]),
+    holds("tag, false", 'tag("batch")', {}, False, tags=["interactive"]),
+    holds("not tag", 'not tag("interactive")', {}, True),
+    holds("hour", "hour >= 22", {"hour": 23}, True),
+    holds("hour, false", "hour >= 22", {"hour": 21}, False),
+    holds("weekday in", "weekday in (6, 7)", {"weekday": 6}, True),
+    holds("weekday in, false", "weekday in (6, 7)", {"weekday": 5}, False),
+    holds("hour ==", "hour == 9", {"hour": 9}, True),
+    holds("hour !=", "hour != 9", {"hour": 9}, False),
+    holds("and", "quota(work) < 50% and quota(personal) > 50%", {"quota": {"work": "40%"}}, True),
+    holds("and, false", "quota(work) < 50% and quota(personal) > 50%", {"quota": {"personal": "40%"}}, False),
+    holds("or", 'tag("a") or tag("b")', {}, True, tags=["b"]),
+    holds("parentheses", '(tag("a") or tag("b")) and not tag("c")', {}, False, tags=["a", "c"]),
+    Case("a let names a condition", "let tight = budget(month) < 15%\nroute sonnet when tight prefer personal",
+         "sonnet", ["sonnet@personal", "sonnet@work"], {"spend": {"month": 190}}),
+    # -- eligibility ---------------------------------------------------------------------------------
+    Case("context window too small", "route sonnet fallback gemini-pro", "sonnet", ["gemini-pro@google"],
+         request={"tokens": 250_000},
+         excluded={"sonnet@work": "context_window", "sonnet@personal": "context_window"}),
+    Case("hard quota with less left than needed", "", "sonnet", ["sonnet@personal"], {"quota": {"work": "0.1%"}},
+         request={"tokens": 2000}, excluded={"sonnet@work": "quota"}),
+    Case("hard quota with enough left", "", "sonnet", SONNET, {"quota": {"work": "0.1%"}},
+         request={"tokens": 0, "max_tokens": 10}),
+    Case("request quota with less than one request left", "", "opus", ["opus@work", "opus@team"],
+         {"quota": {"perreq": "0.5%"}}, excluded={"opus@perreq": "quota"}),
+    Case("request quota with two requests left", "", "opus", ["opus@work", "opus@team", "opus@perreq"],
+         {"quota": {"perreq": "2%"}}),
+    Case("a soft quota does not exclude", "route opus only team", "opus", ["opus@team"], {"quota": {"team": "0%"}},
+         excluded={"opus@work": "only", "opus@perreq": "only"}),
+    Case("hard budget", "", "sonnet", "budget_exceeded", {"spend": {"run": 4.99}}, {"tokens": 50_000},
+         excluded={"sonnet@work": "budget", "sonnet@personal": "budget"}),
+    Case("a free deployment stays eligible under a hard budget", "", "llama", ["llama@local"],
+         {"spend": {"run": 4.99}}, {"tokens": 50_000},
+         excluded={"llama@groq": "budget", "llama@together": "budget"}),
+    Case("a hard budget given as a share", "", "llama", ["llama@local"], {"budget": {"run": "0%"}},
+         excluded={"llama@groq": "budget", "llama@together": "budget"}),
+    Case("a provider's hard budget", "", "gpt-4o", "budget_exceeded", {"spend": {"openai": 99.999}},
+         excluded={"gpt-4o@openai": "budget"}),
+    Case("a soft budget does not exclude", "", "sonnet", SONNET, {"spend": {"month": 250}}),
+    Case("budget_mode hard makes unmarked budgets hard", "", "sonnet", "budget_exceeded",
+         {"spend": {"month": 199.99}}, {"tokens": 10_000}, registry=HARD_BUDGETS),
+    Case("estimated cost breaks the budget", "", "sonnet", "budget_exceeded", {"spend": {"run": 4.96}},
+         {"tokens": 10_000}),  # 10k × $3/M + 1000 × $15/M = $0.045 > $0.04
+    Case("estimated cost within the budget", "", "sonnet", SONNET, {"spend": {"run": 4.95}},
+         {"tokens": 10_000}),  # $0.045 ≤ $0.05
+    Case("max_tokens replaces the estimated output", "", "sonnet", SONNET, {"spend": {"run": 4.96}},
+         {"tokens": 10_000, "max_tokens": 100}),  # $0.0315 ≤ $0.04
+    Case("settings.estimated_output_tokens", "", "sonnet", SONNET, {"spend": {"run": 4.96}},
+         {"tokens": 10_000}, registry=SHORT_OUTPUT),
+    Case("unknown price under a hard budget, deny", "", "mystery-model", "budget_exceeded",
+         excluded={"mystery-model@mystery": "unknown_price"}),
+    Case("unknown price under a hard budget, allow", "", "mystery-model", ["mystery-model@mystery"],
+         registry=ALLOW_UNKNOWN_PRICE),
+    Case("unknown price under a hard budget, warn", "", "mystery-model", ["mystery-model@mystery"],
+         registry=WARN_UNKNOWN_PRICE),
+    Case("provider rpm window full", "", "sonnet", ["sonnet@personal"], {"rpm": {"work": 50}},
+         excluded={"sonnet@work": "rate_limit"}),
+    Case("provider rpm window not yet full", "", "sonnet", SONNET, {"rpm": {"work": 49}}),
+    Case("provider tpm window full", "", "sonnet", ["sonnet@personal"], {"tpm": {"work": "400k"}},
+         excluded={"sonnet@work": "rate_limit"}),
+    Case("deployment rpm window full", "route gpt-4o fallback gemini-pro", "gpt-4o", ["gemini-pro@google"],
+         {"rpm": {"gpt-4o@openai": 60}}, excluded={"gpt-4o@openai": "rate_limit"}),
+    Case("deployment tpm window full", "", "gpt-4o", "no_route", {"tpm": {"gpt-4o@openai": "100k"}},
+         excluded={"gpt-4o@openai": "rate_limit"}),
+    Case("cooling down", "", "sonnet", ["sonnet@personal"], {"cooldown": {"work": "30s"}},
+         excluded={"sonnet@work": "cooldown"}),
+    # -- refusals and which one ------------------------------------------------------------------
+    Case("unknown model", CARD, "sonet", "unknown_model"),
+    Case("no candidate has the capability", "route sonnet fallback gpt-4o", "sonnet", "unsupported_capability",
+         request={"requires": ["pdf"]}),
+    Case("every deployment ineligible", "", "sonnet", "no_route", {"quota": {"work": "0%", "personal": "0%"}},
+         excluded={"sonnet@work": "quota", "sonnet@personal": "quota"}),
+    Case("only can leave nothing", "route sonnet only personal", "sonnet", "no_route",
+         {"quota": {"personal": "0%"}}, excluded={"sonnet@work": "only", "sonnet@personal": "quota"}),
+    Case("a capable fallback stopped only by a budget", "route sonnet fallback gpt-4o", "sonnet",
+         "budget_exceeded", {"spend": {"openai": 99.999}}, {"requires": ["json"]}),
+    Case("a capable fallback stopped by a rate window", "route sonnet fallback gpt-4o", "sonnet", "no_route",
+         {"rpm": {"gpt-4o@openai": 60}}, {"requires": ["json"]}),
+    Case("quota spent and the fallback over budget", "route sonnet fallback gpt-4o", "sonnet", "budget_exceeded",
+         {"quota": {"work": "0%", "personal": "0%"}, "spend": {"openai": 99.999}}),
+    Case("the capable fallback is denied", 'route sonnet fallback opus\nroute opus deny "paused"', "sonnet",
+         "no_route", request={"requires": ["reasoning"]}),
+    # -- targets: exact > longest literal glob > `*`; unmatched models in registry order -----------
+    Case("an exact route beats globs", GLOBS, "claude-3-haiku", ["claude-3-haiku@personal"],
+         excluded={"claude-3-haiku@work": "only"}),
+    Case("a glob beats `*`", GLOBS, "claude-2", ["claude-2@api", "claude-2@work"]),
+    Case("`*` takes the rest", GLOBS, "haiku", ["haiku@personal", "haiku@api", "haiku@work"]),
+    Case("the longer literal glob wins", "route claude-* prefer api\nroute claude-3-* prefer personal",
+         "claude-3-haiku", ["claude-3-haiku@personal", "claude-3-haiku@work"]),
+    Case("the longer literal glob wins, written first", "route claude-3-* prefer personal\nroute claude-* only work",
+         "claude-3-haiku", ["claude-3-haiku@personal", "claude-3-haiku@work"]),
+    Case("an unmatched model: registry order", "route sonnet prefer personal", "llama", LLAMA),
+    Case("an unmatched model: no fallback", "route claude-* fallback gpt-4o", "haiku", HAIKU),
+]
+# fmt: on
+
+
+@pytest.fixture(scope="module")
+def router_for(
+    tmp_path_factory: pytest.TempPathFactory, write_config: Callable[..., Path]
+) -> Callable[[str, str], policyrouter.Router]:
+    """Load each (registry, policy) pair once for the whole module."""
+    cache: dict[tuple[str, str], policyrouter.Router] = {}
+
+    def get(registry: str, policy: str) -> policyrouter.Router:
+        if (registry, policy) not in cache:
+            directory = write_config(tmp_path_factory.mktemp("cfg"), registry, policy)
+            cache[registry, policy] = policyrouter.load(directory)
+        return cache[registry, policy]
+
+    return get
+
+
+def _decide(router: policyrouter.Router, case: Case) -> tuple[list[str] | str, dict[str, str]]:
+    try:
+        decision = router.decide(case.model, facts=dict(case.facts), **case.request)
+    except policyrouter.DecisionError as e:
+        excluded = {x.deployment.key: x.code for x in e.decision.excluded} if e.decision is not None else {}
+        return e.code, excluded
+    return [d.key for d in decision.order], {x.deployment.key: x.code for x in decision.excluded}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_decide(case: Case, router_for: Callable[[str, str], policyrouter.Router]) -> None:
+    router = router_for(case.registry, case.policy)
+    got, excluded = _decide(router, case)
+    assert got == case.expect
+    if case.excluded is not None:
+        assert excluded == dict(case.excluded)
+
+
+# -- refusal details --------------------------------------------------------------------------------
+
+
+def _refusal(router: policyrouter.Router, model: str, **kwargs: Any) -> policyrouter.DecisionError:
+    with pytest.raises(policyrouter.DecisionError) as info:
+        router.decide(model, **kwargs)
+    return info.value
+
+
+def test_unknown_model_suggests_the_closest(router_for: Callable[..., policyrouter.Router]) -> None:
+    error = _refusal(router_for(REGISTRY, CARD), "sonet", facts={})
+    assert error.code == "unknown_model"
+    assert "`sonnet`" in error.message
+
+
+def test_unsupported_capability_names_it_and_the_models_that_offer_it(
+    router_for: Callable[..., policyrouter.Router],
+) -> None:
+    error = _refusal(router_for(REGISTRY, CARD), "sonnet", requires=["pdf"], facts={})
+    assert error.code == "unsupported_capability"
+    assert "`pdf`" in error.message and "`gemini-pro`" in error.message
+    assert error.details == {"capabilities": ["pdf"], "models": ["gemini-pro"]}
+
+
+def test_denied_carries_the_message(router_for: Callable[..., policyrouter.Router]) -> None:
+    error = _refusal(router_for(REGISTRY, 'route opus deny "opus is paused"'), "opus", facts={})
+    assert (error.code, error.message) == ("denied", "opus is paused")
+
+
+def test_a_refusal_keeps_its_decision(router_for: Callable[..., policyrouter.Router]) -> None:
+    error = _refusal(router_for(REGISTRY, ""), "sonnet", facts={"quota": {"work": "0%", "personal": "0%"}})
+    assert error.code == "no_route"
+    assert error.decision is not None and error.decision.order == ()
+    assert error.decision.to_dict()["error"] == {"code": "no_route", "message": error.message}
+    reasons = {x.deployment.key: x.reason for x in error.decision.excluded}
+    assert "used up" in reasons["sonnet@work"]
+
+
+def test_a_full_rate_window_says_when_it_frees(router_for: Callable[..., policyrouter.Router]) -> None:
+    decision = router_for(REGISTRY, "").decide("sonnet", facts={"rpm": {"work": 50}})
+    (exclusion,) = decision.excluded
+    assert exclusion.code == "rate_limit" and "frees at" in exclusion.reason
+
+
+def test_a_deny_through_a_fallback_keeps_its_message(router_for: Callable[..., policyrouter.Router]) -> None:
+    decision = router_for(REGISTRY, OPUS_PAUSED).decide("sonnet", facts={})
+    assert {x.reason.split(": ")[-1] for x in decision.excluded} == {"opus is paused"}
+
+
+# -- cycles -----------------------------------------------------------------------------------------
+
+
+def test_a_fallback_cycle_is_an_error(make_config: Callable[..., Path]) -> None:
+    directory = make_config(REGISTRY, "route sonnet fallback haiku\nroute haiku fallback sonnet")
+    with pytest.raises(policyrouter.ConfigError) as info:
+        policyrouter.load(directory)
+    assert {d.code for d in info.value.diagnostics} == {"fallback-cycle"}
+
+
+def test_a_bare_use_cycle_is_an_error(make_config: Callable[..., Path]) -> None:
+    directory = make_config(REGISTRY, "route sonnet use haiku\nroute haiku use sonnet")
+    with pytest.raises(policyrouter.ConfigError) as info:
+        policyrouter.load(directory)
+    assert "use-cycle" in {d.code for d in info.value.diagnostics}
+
+
+def test_cycles_are_cut_at_run_time(router_for: Callable[..., policyrouter.Router]) -> None:
+    """Compile refuses cycles; the evaluator must still end if handed one (each model visited once)."""
+    router = router_for(REGISTRY, "route sonnet fallback haiku\nroute haiku fallback gpt-4o")
+    program = router.program
+    haiku = program.plans["haiku"]
+    looped = dataclasses.replace(haiku.route, fallbacks=("sonnet", "gpt-4o"))
+    plans = {**program.plans, "haiku": dataclasses.replace(haiku, route=looped)}
+    original = router.program
+    router.program = dataclasses.replace(program, plans=plans)
+    try:
+        order = [d.key for d in router.decide("sonnet", facts={}).order]
+        assert order == [*SONNET, *HAIKU, "gpt-4o@openai"]
+        assert [d.key for d in router.decide("haiku", facts={}).order] == [*HAIKU, *SONNET, "gpt-4o@openai"]
+    finally:
+        router.program = original
+
+
+# -- strategies that need many requests ---------------------------------------------------------------
+
+
+def test_weighted_is_reproducible_from_the_request_id(router_for: Callable[..., policyrouter.Router]) -> None:
+    router = router_for(REGISTRY, "route llama strategy weighted")
+    orders = {tuple(d.key for d in router.decide("llama", facts={}, request_id=f"r-{i}").order) for i in range(40)}
+    assert len(orders) > 1  # the id matters
+    for i in range(20):
+        first = router.decide("llama", facts={}, request_id=f"r-{i}").order
+        assert router.decide("llama", facts={}, request_id=f"r-{i}").order == first
+        assert router.decide("llama", facts={"request_id": f"r-{i}"}).order == first
+
+
+def test_weighted_puts_the_heavier_weight_first_more_often(router_for: Callable[..., policyrouter.Router]) -> None:
+    router = router_for(REGISTRY, "route llama strategy weighted")
+    firsts = Counter(router.decide("llama", facts={}, request_id=f"id-{i}").order[0].provider for i in range(400))
+    # together has weight 9 of 11: first about 82% of the time
+    assert firsts["together"] > 0.65 * 400
+    assert firsts["together"] > firsts["groq"] + firsts["local"]
+    assert firsts["groq"] > 0 and firsts["local"] > 0
+
+
+def test_round_robin_rotates_per_model(router_for: Callable[..., policyrouter.Router]) -> None:
+    router = router_for(REGISTRY, "route claude-* strategy round_robin")
+    facts = {"round_robin": {"claude-2": 1}}
+    assert [d.key for d in router.decide("claude-2", facts=facts).order] == ["claude-2@api", "claude-2@work"]
+    assert [d.key for d in router.decide("claude-3-haiku", facts=facts).order] == [
+        "claude-3-haiku@work",
+        "claude-3-haiku@personal",
+    ]
+
+
+# -- hour and weekday come from the clock, in the registry's timezone ---------------------------------
+
+CLOCK_POLICY = "route sonnet when hour >= 23 and weekday == 1 prefer personal"
+MONDAY_2230_UTC = datetime(2025, 1, 6, 22, 30, tzinfo=timezone.utc)  # 23:30 on a Monday in Berlin
+
+
+@pytest.mark.parametrize(
+    ("registry", "facts", "first"),
+    [
+        (BERLIN, {}, "sonnet@personal"),
+        (REGISTRY, {}, "sonnet@work"),  # 22:30 in UTC
+        (BERLIN, {"hour": 3}, "sonnet@work"),  # a given fact overrides the clock
+        (BERLIN, {"weekday": 2}, "sonnet@work"),
+    ],
+    ids=["berlin", "utc", "hour given", "weekday given"],
+)
+def test_clock_facts(make_config: Callable[..., Path], registry: str, facts: dict[str, Any], first: str) -> None:
+    router = policyrouter.load(make_config(registry, CLOCK_POLICY), clock=lambda: MONDAY_2230_UTC)
+    assert router.decide("sonnet", facts=facts).order[0].key == first
+
+
+# -- what a decision is -------------------------------------------------------------------------------
+
+
+def test_to_dict(router_for: Callable[..., policyrouter.Router]) -> None:
+    decision = router_for(REGISTRY, CARD).decide("sonnet", facts={"quota": {"work": "50%"}})
+    out = decision.to_dict()
+    assert set(out) == {"request", "order", "excluded", "rule", "steps", "facts"}
+    assert out["order"] == [
+        {
+            "model": "sonnet",
+            "provider": "work",
+            "model_id": "claude-sonnet-4",
+            "litellm_model": "anthropic/claude-sonnet-4",
+        },
+        {
+            "model": "sonnet",
+            "provider": "personal",
+            "model_id": "claude-sonnet-4",
+            "litellm_model": "anthropic/claude-sonnet-4",
+        },
+    ]
+    assert out["excluded"] == []
+    assert out["rule"].endswith("main.policy:1:14")  # the `when` clause that decided
+    assert out["facts"]["quota.work"] == 0.5
+    (step,) = out["steps"]
+    assert step["conditions"][0]["condition"] == "quota(work) > 20%"
+    assert step["conditions"][0]["value"] is True
+
+
+def test_to_dict_lists_exclusions(router_for: Callable[..., policyrouter.Router]) -> None:
+    decision = router_for(REGISTRY, CARD).decide("sonnet", facts={"quota": {"work": "0%"}})
+    (excluded,) = decision.to_dict()["excluded"]
+    assert excluded["deployment"] == "sonnet@work" and excluded["code"] == "quota"
+
+
+def test_a_deployment_prints_as_model_at_provider(router_for: Callable[..., policyrouter.Router]) -> None:
+    first = router_for(REGISTRY, CARD).decide("sonnet", facts={}).order[0]
+    assert (first.model, first.provider, first.model_id) == ("sonnet", "work", "claude-sonnet-4")
+    assert str(first) == "sonnet@work"
+
+
+def test_explain_mentions_each_evaluated_condition_with_its_value(
+    router_for: Callable[..., policyrouter.Router],
+) -> None:
+    decision = router_for(REGISTRY, WHENS).decide("haiku", facts={"quota": {"work": "40%", "personal": "60%"}})
+    lines = decision.explain().splitlines()
+    assert lines[0].startswith("haiku") and "haiku@personal, haiku@work, haiku@api" in lines[0]
+    first = next(line for line in lines if "quota(work) > 50%" in line)
+    second = next(line for line in lines if "quota(personal) > 50%" in line)
+    assert "false" in first and "40%" in first
+    assert "true" in second and "60%" in second
+    assert not any("otherwise" in line for line in lines)  # never reached
+
+
+def test_explain_of_a_refusal_names_the_code_and_the_reasons(
+    router_for: Callable[..., policyrouter.Router],
+) -> None:
+    error = _refusal(router_for(REGISTRY, CARD), "sonnet", facts={"quota": {"work": "0%", "personal": "0%"}})
+    text = error.decision.explain()
+    assert "no_route" in text
+    assert "sonnet@work" in text and "sonnet@personal" in text and "used up" in text
+
+
+@pytest.mark.parametrize(
+    ("policy", "model", "facts", "kwargs"),
+    [
+        (CARD, "sonnet", {"quota": {"work": "15%"}}, {}),
+        ("let tight = budget(month) < 15%\n" + WHENS, "haiku", {"spend": {"month": 150}}, {"tokens": 2000}),
+        ("route llama strategy weighted", "llama", {"request_id": "r-7"}, {}),
+        (OPUS_PAUSED, "sonnet", {"quota": {"work": "0%"}}, {"requires": ["tools"]}),
+    ],
+    ids=["card", "whens", "weighted", "fallbacks"],
+)
+def test_same_facts_same_decision(
+    router_for: Callable[..., policyrouter.Router],
+    policy: str,
+    model: str,
+    facts: dict[str, Any],
+    kwargs: dict[str, Any],
+) -> None:
+    router = router_for(REGISTRY, policy)
+    first = router.decide(model, facts=facts, **kwargs)
+    again = router.decide(model, facts=facts, **kwargs)
+    assert first == again
+    assert first.to_dict() == again.to_dict()
+    assert first.explain() == again.explain()

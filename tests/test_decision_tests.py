@@ -1,0 +1,150 @@
+"""Decision-test files that are wrong become diagnostics at file:line:col, not tracebacks or passes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import policyrouter
+from policyrouter import cli, decision_tests
+
+REGISTRY = """\
+providers:
+  work: {litellm_provider: anthropic, api_key_env: WORK_KEY, quota: {limit: 5M, unit: tokens, window: 5h}}
+  personal: {litellm_provider: anthropic, api_key_env: PERSONAL_KEY}
+models:
+  sonnet:
+    capabilities: [tools, streaming]
+    price: {input_per_mtok: 3.00, output_per_mtok: 15.00}
+    deployments:
+      - {provider: work, model_id: claude-sonnet-4}
+      - {provider: personal, model_id: claude-sonnet-4}
+"""
+CARD = "route sonnet when quota(work) > 20% prefer work else personal\n"
+GOOD = "- name: fine\n  request: {model: sonnet}\n  expect: {order: [work, personal]}\n"
+
+# (name, file text, code, line, column, words in the message, words in the help or None)
+# fmt: off
+BAD_FILES = [
+    ("unknown case key",
+     "- name: typo\n  request: {model: sonnet}\n  expcet: {order: [work, personal]}\n",
+     "test-invalid", 3, 3, ["unknown key `expcet`"], ["`expect`"]),
+    ("unknown request key",
+     "- name: typo\n  request: {model: sonnet, tokns: 5}\n  expect: {first: work}\n",
+     "test-invalid", 2, 28, ["unknown key `tokns`"], ["`tokens`"]),
+    ("unknown expect key",
+     "- name: typo\n  request: {model: sonnet}\n  expect: {frist: work}\n",
+     "test-invalid", 3, 12, ["unknown key `frist`"], ["`first`"]),
+    ("missing request",
+     "- name: no request\n  expect: {order: [work]}\n",
+     "test-invalid", 1, 3, ["needs `request"], None),
+    ("missing expect",
+     "- name: no expectation\n  request: {model: sonnet}\n",
+     "test-invalid", 1, 3, ["needs `expect"], None),
+    ("request without a model",
+     "- name: no model\n  request: {tokens: 5}\n  expect: {first: work}\n",
+     "test-invalid", 2, 12, ["`model`"], None),
+    ("two expectations",
+     "- name: both\n  request: {model: sonnet}\n  expect: {order: [work, personal], first: work}\n",
+     "test-invalid", 3, 11, ["`order`", "`first`", "`error`"], None),
+    ("no expectation",
+     "- name: neither\n  request: {model: sonnet}\n  expect: {}\n",
+     "test-invalid", 3, 11, ["exactly one"], None),
+    ("facts not a mapping",
+     "- name: facts\n  request: {model: sonnet}\n  facts: [1]\n  expect: {first: work}\n",
+     "test-invalid", 1, 3, ["`facts`"], None),
+    ("a case that is not a mapping",
+     GOOD + "- 5\n",
+     "test-invalid", 4, 3, ["mapping"], None),
+    ("a file that is not a list",
+     "name: x\nrequest: {model: sonnet}\n",
+     "test-invalid", 1, 1, ["list"], None),
+    ("invalid YAML",
+     GOOD + "- name: [unclosed\n",
+     "test-syntax", 5, 1, ["invalid YAML"], None),
+    ("order that is not a list",
+     "- name: order\n  request: {model: sonnet}\n  expect: {order: work}\n",
+     "test-invalid", 3, 19, ["`order`", "list"], None),
+    ("requires that is not a list",
+     "- name: requires\n  request: {model: sonnet, requires: tools}\n  expect: {first: work}\n",
+     "test-invalid", 2, 38, ["`requires`", "list"], None),
+    ("a duplicate key",
+     "- name: twice\n  request: {model: sonnet}\n  request: {model: haiku}\n  expect: {first: work}\n",
+     "test-syntax", 3, 3, ["duplicate key", "request"], None),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "line", "column", "message", "help"),
+    [case[1:] for case in BAD_FILES],
+    ids=[case[0] for case in BAD_FILES],
+)
+def test_bad_files_become_diagnostics(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    code: str,
+    line: int,
+    column: int,
+    message: list[str],
+    help: list[str] | None,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "cases.yaml").write_text(text, encoding="utf-8")
+    _, problems = decision_tests.load_cases(Path("tests/cases.yaml"))
+    assert len(problems) == 1, [p.render() for p in problems]
+    (problem,) = problems
+    assert (problem.code, problem.severity) == (code, "error")
+    assert problem.location == f"tests/cases.yaml:{line}:{column}"
+    for word in message:
+        assert word in problem.message
+    assert "{'" not in problem.message  # no Python reprs
+    if help is None:
+        return
+    assert problem.help is not None
+    for word in help:
+        assert word in problem.help
+
+
+def test_the_good_cases_of_a_file_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "cases.yaml"
+    path.write_text(GOOD + "- name: typo\n  request: {model: sonnet}\n  expcet: {first: work}\n" + GOOD)
+    cases, problems = decision_tests.load_cases(path)
+    assert [c.name for c in cases] == ["fine", "fine"]
+    assert [p.span.line for p in problems if p.span is not None] == [6]
+
+
+def test_an_empty_file_has_no_cases(tmp_path: Path) -> None:
+    path = tmp_path / "cases.yaml"
+    path.write_text("# nothing yet\n")
+    assert decision_tests.load_cases(path) == ([], [])
+
+
+def test_facts_that_do_not_fit_fail_the_case_with_a_suggestion(make_config: Callable[..., Path]) -> None:
+    wrong = "- name: typo in facts\n  request: {model: sonnet}\n  facts: {quota: {wrk: 5%}}\n  expect: {first: work}\n"
+    directory = make_config(REGISTRY, CARD, tests={"cases.yaml": wrong})
+    router = policyrouter.load(directory)
+    (outcome,), problems = decision_tests.run_files(router, [directory / "tests" / "cases.yaml"])
+    assert problems == [] and not outcome.passed
+    assert "wrk" in outcome.message and "`work`" in outcome.message
+    assert outcome.case.span.line == 1
+
+
+def test_the_cli_renders_them_with_a_position(
+    make_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bad = "- name: typo\n  request: {model: sonnet}\n  expcet: {order: [work, personal]}\n"
+    directory = make_config(REGISTRY, CARD, tests={"bad.yaml": bad, "good.yaml": GOOD})
+    monkeypatch.chdir(directory.parent)
+    code = cli.main(["test", "--config", "cfg"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "cfg/tests/bad.yaml:3:3: error[test-invalid]: unknown key `expcet`" in out
+    assert "did you mean `expect`?" in out
+    assert out.strip().splitlines()[-1] == "1 passed, 0 failed"
