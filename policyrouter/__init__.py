@@ -4,10 +4,10 @@
 returns a Decision (`.order`, `.excluded`, `.explain()`, `.to_dict()`) or raises DecisionError.
 """
 
-from policyrouter.facts import Fact
 from policyrouter.decision import Decision, Exclusion, Request
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import ConfigError, DecisionError, PolicyRouterError
+from policyrouter.facts import Fact
 from policyrouter.registry import Deployment
 from policyrouter.router import InvalidFacts, Router, load
 

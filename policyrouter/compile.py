@@ -100,6 +100,7 @@ class _Compiler:
         self.diagnostics: list[Diagnostic] = []
         self.budget_scopes = tuple(registry.budgets)
         self.spend_scopes = tuple(dict.fromkeys((*GLOBAL_BUDGETS, *registry.budgets)))
+        self.later_lets: dict[str, Span] = {}  # every `let` of the file being compiled, to say "used too early"
 
     def error(self, code: str, message: str, span: Span | None, help: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, span, "error", help))
@@ -112,6 +113,7 @@ class _Compiler:
     def statements(self, file: ast.PolicyFile) -> Iterable[tuple[ast.Route, dict[str, _Lowered]]]:
         """The file's routes, each with the `let`s defined before it (a `let` is visible after it)."""
         lets: dict[str, _Lowered] = {}
+        self.later_lets = {s.name.name: s.name.span for s in file.statements if isinstance(s, ast.Let)}
         for statement in file.statements:
             if isinstance(statement, ast.Let):
                 name = statement.name
@@ -420,6 +422,14 @@ class _Compiler:
         if name in self.custom:
             return self.custom_fact(name, self.custom[name], arg, node)
         spec = BUILTIN_FACTS.get(name)
+        if spec is None and arg is None and name in self.later_lets:
+            self.error(
+                "unknown-fact",
+                f"`{name}` is used before its `let`",
+                span,
+                f"a `let` is visible after its definition; move the one at {self.later_lets[name]} above this line",
+            )
+            return _Lowered(lambda ctx: None, "error")
         if spec is None:
             self.error(
                 "unknown-fact", f"unknown fact `{name}`", span, did_you_mean(name, (*BUILTIN_FACTS, *self.custom))
@@ -541,6 +551,8 @@ class _Compiler:
     ) -> None:
         by_model: dict[str, tuple[int, ast.Route, program.Route]] = {}
         seen: dict[str, ast.Route] = {}
+        matches: dict[str, list[str]] = {}
+        conflicted: set[str] = set()
         for compiled, node in globs:
             target = node.target.name
             if target in seen:
@@ -552,11 +564,12 @@ class _Compiler:
                 )
                 continue
             seen[target] = node
-            matched = self.models_matching(target)
+            matched = matches[target] = self.models_matching(target)
             literal = len(target.replace("*", ""))
             for model in matched:
                 current = by_model.get(model)
                 if current and current[0] == literal:
+                    conflicted.add(model)
                     self.error(
                         "glob-conflict",
                         f"`{target}` and `{current[1].target.name}` both match `{model}` "
@@ -573,10 +586,12 @@ class _Compiler:
                     node.target.span,
                     f"the registry's models are {_names(self.registry.models)}",
                 )
-            elif all(m in exact for m in matched):
+        for target, node in seen.items():
+            matched = matches[target]
+            if matched and all(m in exact or (m not in conflicted and by_model[m][1] is not node) for m in matched):
                 self.warn(
                     "shadowed-route",
-                    f"every model `{target}` matches has a route of its own",
+                    f"every model `{target}` matches has a more specific route",
                     node.target.span,
                     "this route never applies",
                 )
