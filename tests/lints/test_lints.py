@@ -26,7 +26,10 @@ DOCS = HERE.parent.parent / "docs" / "lints.md"
 CASES: list[dict[str, Any]] = [
     {
         "code": "unreachable-clause",
-        "bad": "route sonnet {\n    when quota(work) > 20% prefer work else personal\n    when hour > 22 prefer personal\n}\n",
+        "bad": (
+            "route sonnet {\n    when quota(work) > 20% prefer work else personal\n"
+            "    when hour > 22 prefer personal\n}\n"
+        ),
         "good": "route sonnet {\n    when quota(work) > 20% prefer work\n    when hour > 22 prefer personal\n}\n",
     },
     {
