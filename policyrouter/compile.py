@@ -16,7 +16,7 @@ from typing import Any
 
 from policyrouter import ast, program
 from policyrouter.diagnostics import Diagnostic, Span, did_you_mean
-from policyrouter.eligibility import checks_for
+from policyrouter.eligibility import check_for
 from policyrouter.facts import MISSING, Fact
 from policyrouter.program import STRATEGIES, Condition, FactRef, ModelPlan, Program
 from policyrouter.quantities import format_quantity
@@ -540,7 +540,7 @@ class _Compiler:
         plans = {}
         for name, model in reg.models.items():
             route = chosen.get(name, program.EMPTY_ROUTE)
-            checks = {d.key: checks_for(reg, d, reg.budgets_for(d)) for d in model.deployments}
+            checks = tuple(check_for(reg, d, reg.budgets_for(d)) for d in model.deployments)
             plans[name] = ModelPlan(model, route, model.deployments, checks)
         self.cycles(plans, routes)
         self.unpriced_budgets()

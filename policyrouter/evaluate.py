@@ -15,7 +15,6 @@ from typing import Any
 
 from policyrouter.decision import ConditionResult, Decision, Exclusion, Request, Step
 from policyrouter.diagnostics import closest
-from policyrouter.eligibility import request_reason
 from policyrouter.errors import DecisionError
 from policyrouter.facts import FactSource
 from policyrouter.program import Action, Clause, ModelPlan, Program
@@ -25,7 +24,7 @@ from policyrouter.registry import Deployment, Registry
 class Context:
     """One decision's view of the world: the request, the fact source and the facts read so far."""
 
-    __slots__ = ("context_tokens", "costs", "facts", "read", "registry", "request")
+    __slots__ = ("context_tokens", "costs", "facts", "output", "quota_tokens", "read", "registry", "request")
 
     def __init__(self, registry: Registry, request: Request, facts: FactSource) -> None:
         self.registry = registry
@@ -33,7 +32,11 @@ class Context:
         self.facts = facts
         self.read: dict[str, Any] = {}
         self.costs: dict[str, float | None] = {}
-        self.context_tokens = request.tokens + (request.max_tokens or 0)
+        self.context_tokens = request.tokens + (request.max_tokens or 0)  # what must fit the context window
+        self.output = (
+            request.max_tokens if request.max_tokens is not None else registry.settings.estimated_output_tokens
+        )
+        self.quota_tokens = request.tokens + self.output  # what a token quota must have left
 
     def fact(self, key: str, fetch: Callable[[], Any]) -> Any:
         read = self.read
@@ -42,18 +45,11 @@ class Context:
         value = read[key] = fetch()
         return value
 
-    def quota_left(self, provider: str) -> float:
-        return self.fact("quota." + provider, lambda: self.facts.quota_left(provider))
-
-    def output_tokens(self) -> int:
-        req = self.request
-        return req.max_tokens if req.max_tokens is not None else self.registry.settings.estimated_output_tokens
-
     def cost(self, d: Deployment) -> float | None:
         """Estimated cost of this request on the deployment; None when its price is unknown."""
         costs = self.costs
         if d.key not in costs:
-            costs[d.key] = None if d.price is None else d.price.cost(self.request.tokens, self.output_tokens())
+            costs[d.key] = None if d.price is None else d.price.cost(self.request.tokens, self.output)
         return costs[d.key]
 
 
@@ -146,14 +142,9 @@ class _Walk:
     def eligible(self, plan: ModelPlan, requires: frozenset[str], action: Action | None) -> list[Deployment]:
         out = []
         only = action.providers if action is not None and action.verb == "only" else None
-        tokens = self.ctx.context_tokens
-        for d in plan.deployments:
-            reason = request_reason(d, requires, tokens)
-            if reason is None:
-                for check in plan.checks[d.key]:
-                    reason = check(self.ctx)
-                    if reason is not None:
-                        break
+        ctx = self.ctx
+        for d, check in zip(plan.deployments, plan.checks, strict=True):
+            reason = check(ctx, requires)
             if reason is not None:
                 self.excluded.append(Exclusion(d, *reason))
             elif only is not None and d.provider not in only:
@@ -195,8 +186,14 @@ class _Walk:
         return self._weighted(model, deployments)
 
     def _remaining_key(self, d: Deployment) -> float:
-        provider = self.ctx.registry.providers[d.provider]
-        return -(self.ctx.quota_left(d.provider) if provider.quota is not None else 1.0)
+        if self.ctx.registry.providers[d.provider].quota is None:
+            return -1.0
+        key = "quota." + d.provider
+        read = self.ctx.read
+        share = read.get(key)
+        if share is None:
+            share = read[key] = self.ctx.facts.quota_left(d.provider)
+        return -share
 
     def _latency(self, provider: str) -> float | None:
         return self.ctx.fact("latency." + provider, lambda: self.ctx.facts.latency(provider))

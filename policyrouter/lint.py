@@ -23,7 +23,6 @@ from typing import Any
 from policyrouter import ast
 from policyrouter.decision import Request
 from policyrouter.diagnostics import Diagnostic
-from policyrouter.eligibility import request_reason
 from policyrouter.errors import DecisionError
 from policyrouter.evaluate import Context, decide
 from policyrouter.facts import StaticFacts
@@ -206,10 +205,8 @@ def _first_hole(program: Program, plan: ModelPlan, node: ast.Route) -> tuple[Req
 def _eligible_alone(program: Program, plan: ModelPlan, request: Request, source: StaticFacts) -> str | None:
     """A deployment the facts alone leave for this request (no policy), if any."""
     ctx = Context(program.registry, request, source)
-    for d in plan.deployments:
-        if request_reason(d, request.requires, ctx.context_tokens) is None and all(
-            check(ctx) is None for check in plan.checks[d.key]
-        ):
+    for d, check in zip(plan.deployments, plan.checks, strict=True):
+        if check(ctx, request.requires) is None:
             return d.key
     return None
 

@@ -80,7 +80,7 @@ class ModelPlan:
     model: Model
     route: Route
     deployments: tuple[Deployment, ...]
-    checks: Mapping[str, tuple[Check, ...]]  # the fact-dependent eligibility checks, by deployment key
+    checks: tuple[Check, ...]  # each deployment's eligibility check, in the same order
 
 
 @dataclass(frozen=True, slots=True)
