@@ -2,13 +2,17 @@
 
 Without `facts`, a decision reads the live state (the store `settings.state` names, SQLite by
 default, opened on first use); with `facts`, it is a dry run that never touches the store.
+
+`Router.completion(...)` / `await Router.acompletion(...)` decide and then run the request through
+litellm (`policyrouter.executor`), reporting to the router's `events`; `Router.run(NAME)` is a view of
+the router whose calls count against the run NAME. litellm is imported on the first call only.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,16 +22,24 @@ from policyrouter.decision import Decision, Request
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import ConfigError, PolicyRouterError
 from policyrouter.evaluate import decide
+from policyrouter.events import Events, Redactor, SinkSpec
 from policyrouter.facts import Fact, FactsError, FactSource, StaticFacts
 from policyrouter.program import Program
 from policyrouter.registry import Registry
 
 if TYPE_CHECKING:
+    from policyrouter.executor import Executor, ExecutorOptions
     from policyrouter.state import StateStore
+
+MAX_RUN_VIEWS = 64  # run views kept for `run_id=` arguments, most recent first
 
 
 class Router:
-    """Routes requests with one compiled program. Thread-safe: deciding only reads."""
+    """Routes requests with one compiled program. Thread-safe: deciding only reads.
+
+    `events` is where the executor reports (a path for JSON lines, a text stream, a callable, a list
+    of them, or an `Events`); `executor` sets its retries, backoff and cooldowns.
+    """
 
     def __init__(
         self,
@@ -37,6 +49,8 @@ class Router:
         clock: Callable[[], datetime] | None = None,
         run_id: str | None = None,
         staleness: float | None = None,
+        events: SinkSpec = None,
+        executor: ExecutorOptions | None = None,
     ) -> None:
         if config.program is None or config.registry is None:
             raise ConfigError(config.errors or config.diagnostics)
@@ -51,6 +65,14 @@ class Router:
         self._store: StateStore | None = None
         self._live: FactSource | None = None
         self._lock = threading.Lock()
+        self.redact = Redactor(p.api_key_env for p in self.registry.providers.values() if p.api_key_env)
+        self._owns_events = not isinstance(events, Events)
+        self.events: Events = events if isinstance(events, Events) else Events(events)
+        if self.events.redact is None:
+            self.events.redact = self.redact
+        self.executor_options = executor
+        self._executor: Executor | None = None
+        self._runs: dict[str, Router] = {}
 
     @property
     def warnings(self) -> list[Diagnostic]:
@@ -121,10 +143,91 @@ class Router:
         )
         return decide(self.program, request, source)
 
+    # -- running requests through litellm -------------------------------------------------------
+
+    def completion(
+        self,
+        model: str,
+        messages: Sequence[Any],
+        *,
+        requires: Iterable[str] = (),
+        tags: Iterable[str] = (),
+        tokens: int | None = None,
+        request_id: str | None = None,
+        run_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Decide, then call the ordered deployments through `litellm.completion` until one serves.
+
+        `kwargs` go to litellm as they are (`stream=True` returns a stream that settles the books when
+        it ends or is closed). `tokens` overrides the prompt estimate; `run_id` counts the call against
+        that run. Raises DecisionError (refusals, `BudgetExceeded`), `RequestRejected` or
+        `AllDeploymentsFailed`; see docs/executor.md.
+        """
+        router = self if run_id is None else self._run_view(run_id)
+        options = {"requires": requires, "tags": tags, "tokens": tokens, "request_id": request_id}
+        return router._get_executor().completion(router, model, messages, **options, **kwargs)
+
+    async def acompletion(
+        self,
+        model: str,
+        messages: Sequence[Any],
+        *,
+        requires: Iterable[str] = (),
+        tags: Iterable[str] = (),
+        tokens: int | None = None,
+        request_id: str | None = None,
+        run_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """`completion`, through `litellm.acompletion`; a stream is iterated with `async for`."""
+        router = self if run_id is None else self._run_view(run_id)
+        options = {"requires": requires, "tags": tags, "tokens": tokens, "request_id": request_id}
+        return await router._get_executor().acompletion(router, model, messages, **options, **kwargs)
+
+    def run(self, name: str | None = None) -> Router:
+        """A view of this router whose decisions and calls count against the run `name` (its `run`
+        budget and `run` windows); a fresh run id when `name` is None. Shares the store and events;
+        usable as a context manager (leaving it closes nothing shared)."""
+        from policyrouter.state.store import check_run_id
+
+        run_id = check_run_id(name) if name is not None else f"run-{uuid.uuid4().hex[:12]}"
+        view = Router(
+            self.config,
+            state=self.store,
+            clock=self.clock,
+            run_id=run_id,
+            staleness=self._staleness,
+            events=self.events,
+            executor=self.executor_options,
+        )
+        view._executor = self._get_executor()
+        return view
+
+    def _run_view(self, run_id: str) -> Router:
+        view = self._runs.get(run_id)
+        if view is None:
+            view = self.run(run_id)
+            with self._lock:
+                self._runs[run_id] = view
+                while len(self._runs) > MAX_RUN_VIEWS:
+                    self._runs.pop(next(iter(self._runs)))
+        return view
+
+    def _get_executor(self) -> Executor:
+        if self._executor is None:
+            from policyrouter.executor import Executor, ExecutorOptions
+
+            self._executor = Executor(self.executor_options or ExecutorOptions(), self.events, self.redact)
+        return self._executor
+
     def close(self) -> None:
-        """Close the state store if this router opened it (a store passed in stays open)."""
+        """Close the state store if this router opened it (a store passed in stays open), and the
+        event files it opened."""
         if self._store is not None and self._store is not self._state:
             self._store.close()
+        if self._owns_events:
+            self.events.close()
 
     def __enter__(self) -> Router:
         return self
@@ -152,11 +255,16 @@ def load(
     clock: Callable[[], datetime] | None = None,
     run_id: str | None = None,
     staleness: float | None = None,
+    events: SinkSpec = None,
+    executor: ExecutorOptions | None = None,
 ) -> Router:
     """Load a config directory (registry.yaml and *.policy). Raises ConfigError listing every problem.
 
     `facts` registers facts of your own for policies to read; `state` overrides `settings.state`
-    (a store or a URL such as `memory://`); `run_id` names the run that `run` budgets count against.
+    (a store or a URL such as `memory://`); `run_id` names the run that `run` budgets count against;
+    `events` and `executor` configure `Router.completion` (see `Router`).
     """
     config = load_config(Path(directory), facts)
-    return Router(config, state=state, clock=clock, run_id=run_id, staleness=staleness)
+    return Router(
+        config, state=state, clock=clock, run_id=run_id, staleness=staleness, events=events, executor=executor
+    )

@@ -1,0 +1,179 @@
+"""Streamed replies: litellm's stream, passed through chunk by chunk, with the books settled at the end.
+
+The executor reads the first chunk itself (so a provider that fails at once is still retried or
+skipped like any other failure), then hands the caller a `RoutedStream` (or `AsyncRoutedStream`). The
+books are settled exactly once: when the stream ends, when the caller closes it early (`close()`,
+`with`, or the object being collected), or when it breaks mid-way. Usage comes from the final usage
+chunk (the executor asks for one with `stream_options={"include_usage": True}`); without one, it is
+estimated from the text received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from policyrouter.accounting import Usage, text_tokens, usage_of
+
+Finish = Callable[["Tally", "BaseException | None"], None]
+
+
+class Tally:
+    """What a stream has delivered so far: chunks, characters of text, the usage it reported."""
+
+    __slots__ = ("chars", "chunks", "closed_early", "model", "usage")
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.chars = 0
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.closed_early = False
+
+    def add(self, chunk: Any) -> None:
+        self.chunks += 1
+        model = getattr(chunk, "model", None)
+        if model:
+            self.model = model
+        usage = usage_of(chunk)
+        if usage is not None:
+            self.usage = usage
+        for choice in getattr(chunk, "choices", None) or ():
+            delta = getattr(choice, "delta", None)
+            for name in ("content", "reasoning_content"):
+                text = getattr(delta, name, None)
+                if isinstance(text, str):
+                    self.chars += len(text)
+
+    def usage_or_estimate(self, prompt_tokens: int) -> Usage:
+        if self.usage is not None:
+            return self.usage
+        return Usage(prompt_tokens, text_tokens(self.chars), estimated=True)
+
+
+class RoutedStream:
+    """Iterate it like litellm's stream. `deployment` is who serves it; `raw` is litellm's stream."""
+
+    def __init__(self, raw: Any, first: Any, finish: Finish, deployment: str, request_id: str) -> None:
+        self.raw = raw
+        self.deployment = deployment
+        self.request_id = request_id
+        self.tally = Tally()
+        self._finish: Finish | None = finish
+        self._chunks = self._run(raw, first)
+
+    def _run(self, raw: Any, first: Any) -> Iterator[Any]:
+        error: BaseException | None = None
+        try:
+            if first is not None:
+                self.tally.add(first)
+                yield first
+            for chunk in raw:
+                self.tally.add(chunk)
+                yield chunk
+        except GeneratorExit:
+            self.tally.closed_early = True
+            raise
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            self._done(error)
+
+    def _done(self, error: BaseException | None) -> None:
+        finish, self._finish = self._finish, None
+        if finish is not None:
+            finish(self.tally, error)
+
+    def __iter__(self) -> RoutedStream:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        """Stop reading (settling the books with what was received) and close litellm's stream."""
+        if self._finish is not None and self.tally.chunks == 0:
+            self.tally.closed_early = True
+        self._chunks.close()
+        self._done(None)
+        close = getattr(self.raw, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):  # closing is best effort: the books are already settled
+                close()
+
+    def __enter__(self) -> RoutedStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_finish", None) is not None:
+            self.close()
+
+
+class AsyncRoutedStream:
+    """The async form of `RoutedStream`: `async for chunk in stream`, `await stream.aclose()`."""
+
+    def __init__(self, raw: Any, first: Any, finish: Finish, deployment: str, request_id: str) -> None:
+        self.raw = raw
+        self.deployment = deployment
+        self.request_id = request_id
+        self.tally = Tally()
+        self._finish: Finish | None = finish
+        self._first = first
+        self._has_first = first is not None
+
+    def _done(self, error: BaseException | None) -> None:
+        finish, self._finish = self._finish, None
+        if finish is not None:
+            finish(self.tally, error)
+
+    def __aiter__(self) -> AsyncRoutedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._finish is None:
+            raise StopAsyncIteration
+        if self._has_first:
+            self._has_first = False
+            chunk, self._first = self._first, None
+            self.tally.add(chunk)
+            return chunk
+        try:
+            chunk = await _anext(self.raw)
+        except StopAsyncIteration:
+            self._done(None)
+            raise
+        except BaseException as e:
+            self._done(e)
+            raise
+        self.tally.add(chunk)
+        return chunk
+
+    async def aclose(self) -> None:
+        """Stop reading (settling the books with what was received) and close litellm's stream."""
+        if self._finish is not None:
+            self.tally.closed_early = True
+            self._done(None)
+        close = getattr(self.raw, "aclose", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                await close()
+
+    async def __aenter__(self) -> AsyncRoutedStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if getattr(self, "_finish", None) is not None:
+            self.tally.closed_early = True
+            self._done(None)
+
+
+async def _anext(iterator: AsyncIterator[Any]) -> Any:
+    return await iterator.__anext__()

@@ -1,0 +1,309 @@
+"""The executor against the loopback server: how a call is made, and what each kind of failure does."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from executor_helpers import Clock, hi, kinds, of_kind, spend
+from loopback_server import (
+    LoopbackLLM,
+    bad_request,
+    billed_error,
+    content_policy,
+    context_window_exceeded,
+    hang,
+    ok,
+    out_of_credits,
+    rate_limited,
+    server_error,
+    unauthorized,
+)
+
+from policyrouter import AllDeploymentsFailed, ExecutorOptions, RequestRejected
+
+# -- how a call is made -------------------------------------------------------------------------
+
+
+def test_a_call_goes_to_the_first_deployment_with_its_key_model_and_the_callers_kwargs(
+    make_router: Any, llm: LoopbackLLM, keys: dict[str, str]
+) -> None:
+    router = make_router()
+    response = router.completion("sonnet", hi(), temperature=0.25, top_p=0.5)
+
+    assert response.choices[0].message.content == "hello from loopback"
+    (call,) = llm.calls()
+    assert call.provider == "work"
+    assert call.path == "/work/v1/chat/completions"
+    assert call.headers["authorization"] == f"Bearer {keys['work']}"
+    assert call.body["model"] == "claude-sonnet-4"
+    assert call.body["temperature"] == 0.25
+    assert call.body["top_p"] == 0.5
+    assert response._hidden_params["policyrouter"]["deployment"] == "sonnet@work"
+
+
+def test_success_settles_actual_usage_at_the_registry_price(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    llm.script("work", ok(prompt_tokens=1000, completion_tokens=200, reasoning_tokens=50))
+    router = make_router()
+    router.completion("sonnet", hi())
+
+    expected = (1000 * 3.00 + 200 * 15.00) / 1e6  # reasoning is part of completion_tokens
+    assert spend(router) == pytest.approx(expected)
+    assert 1 - router.live_facts.quota_left("work") == pytest.approx(1200 / 100_000)
+    assert router.live_facts.in_flight("work") == 0
+    (success,) = of_kind(events, "success")
+    assert success["tokens"] == {"input": 1000, "output": 200, "reasoning": 50}
+    assert success["cost"] == pytest.approx(expected)
+    assert success["latency"] > 0
+
+
+def test_passing_an_api_key_is_refused_with_a_clear_error(make_router: Any) -> None:
+    router = make_router()
+    with pytest.raises(TypeError, match="api_key"):
+        router.completion("sonnet", hi(), api_key="sk-x")
+
+
+def test_a_missing_key_variable_skips_the_deployment_with_a_reason(
+    make_router: Any, llm: LoopbackLLM, monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]
+) -> None:
+    monkeypatch.delenv("PR_TEST_KEY_WORK")
+    router = make_router()
+    router.completion("sonnet", hi())
+
+    assert [c.provider for c in llm.calls()] == ["personal"]
+    (fallback,) = of_kind(events, "fallback")
+    assert fallback["from"] == "sonnet@work"
+    assert "`PR_TEST_KEY_WORK` is not set" in fallback["reason"]
+
+
+# -- failures by kind ---------------------------------------------------------------------------
+
+
+def test_rate_limit_cools_the_provider_down_for_retry_after_and_moves_on(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]], clock: Clock
+) -> None:
+    llm.script("work", rate_limited(retry_after=42))
+    router = make_router()
+    router.completion("sonnet", hi())
+
+    assert [c.provider for c in llm.calls()] == ["work", "personal"]
+    (throttled,) = of_kind(events, "throttled")
+    assert throttled["provider"] == "work"
+    assert throttled["retry_after"] == 42
+    assert throttled["cooldown"] == 42
+    router.live_facts.clear()
+    assert router.live_facts.cooldown("work") == pytest.approx(42)
+    assert router.live_facts.errors("work") == 1
+
+
+def test_server_errors_are_retried_with_backoff_on_the_same_deployment(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    llm.script("work", server_error(500), server_error(503), ok())
+    router = make_router()
+    router.completion("sonnet", hi())
+
+    assert [c.provider for c in llm.calls()] == ["work", "work", "work"]
+    assert [e["next"] for e in of_kind(events, "failure")] == ["retry", "retry"]
+    router.live_facts.clear()
+    assert router.live_facts.errors("work") == 0  # the success reset the count
+
+
+def test_retries_are_bounded_then_the_next_deployment_serves(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    llm.default("work", server_error())
+    router = make_router(executor=ExecutorOptions(retries=1, backoff_base=0.001, backoff_max=0.01))
+    router.completion("sonnet", hi())
+
+    assert [c.provider for c in llm.calls()] == ["work", "work", "personal"]
+    router.live_facts.clear()
+    assert router.live_facts.errors("work") == 2
+
+
+def test_a_provider_that_billed_then_failed_stays_in_the_books(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    llm.script(
+        "work", billed_error(prompt_tokens=1000, completion_tokens=100), ok(prompt_tokens=10, completion_tokens=10)
+    )
+    router = make_router()
+    router.completion("sonnet", hi())
+
+    billed = (1000 * 3.00 + 100 * 15.00) / 1e6
+    served = (10 * 3.00 + 10 * 15.00) / 1e6
+    assert spend(router) == pytest.approx(billed + served)
+    (failure,) = of_kind(events, "failure")
+    assert failure["billed"] is True and failure["cost"] == pytest.approx(billed)
+    assert router.live_facts.in_flight("work") == 0
+
+
+def test_backoff_waits_exponentially(make_router: Any, llm: LoopbackLLM) -> None:
+    llm.script("work", server_error(), server_error(), ok())
+    router = make_router(executor=ExecutorOptions(retries=2, backoff_base=0.1, backoff_max=1.0, seed=1))
+    started = time.perf_counter()
+    router.completion("sonnet", hi())
+    elapsed = time.perf_counter() - started
+    # waits of 0.05–0.1 s then 0.1–0.2 s (half fixed, half jitter)
+    assert 0.15 <= elapsed < 1.0
+
+
+def test_a_hanging_provider_times_out_and_the_next_serves(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    llm.script("work", hang(3), hang(3))
+    router = make_router(executor=ExecutorOptions(retries=1, backoff_base=0.001))
+    started = time.perf_counter()
+    router.completion("sonnet", hi(), timeout=0.3)
+
+    assert time.perf_counter() - started < 2.5
+    assert [e["error"] for e in of_kind(events, "failure")] == ["timeout", "timeout"]
+    assert [c.provider for c in llm.calls()] == ["work", "work", "personal"]
+
+
+def test_a_default_timeout_from_the_options(make_router: Any, llm: LoopbackLLM) -> None:
+    llm.script("work", hang(3))
+    router = make_router(executor=ExecutorOptions(retries=0, timeout=0.3))
+    started = time.perf_counter()
+    response = router.completion("sonnet", hi())
+    assert time.perf_counter() - started < 2.5
+    assert response._hidden_params["policyrouter"]["deployment"] == "sonnet@personal"
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="retries"):
+        ExecutorOptions(retries=-1)
+
+
+def test_an_authentication_failure_makes_the_provider_unusable_for_a_while(make_router: Any, llm: LoopbackLLM) -> None:
+    llm.script("work", unauthorized(echo_key=False))
+    router = make_router(executor=ExecutorOptions(unusable_cooldown=600, backoff_base=0.001))
+    router.completion("sonnet", hi())
+
+    assert [c.provider for c in llm.calls()] == ["work", "personal"]
+    router.live_facts.clear()
+    assert router.live_facts.cooldown("work") == pytest.approx(600)
+    decision = router.decide("sonnet")
+    assert [d.key for d in decision.order] == ["sonnet@personal", "gpt-4o@backup"]
+    assert any(e.code == "cooldown" for e in decision.excluded)
+
+
+def test_out_of_credits_is_not_a_rate_limit(make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]) -> None:
+    llm.script("work", out_of_credits())
+    router = make_router(executor=ExecutorOptions(unusable_cooldown=900))
+    router.completion("sonnet", hi())
+
+    (failure,) = of_kind(events, "failure")
+    assert failure["error"] == "credits"
+    assert not of_kind(events, "throttled")
+    router.live_facts.clear()
+    assert router.live_facts.cooldown("work") == pytest.approx(900)
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "text"),
+    [
+        (bad_request("Invalid value for 'temperature'"), "bad_request", "Invalid value for 'temperature'"),
+        (content_policy(), "content_policy", "rejected as a result of our safety system"),
+    ],
+)
+def test_bad_requests_fail_fast_with_the_providers_message(
+    make_router: Any, llm: LoopbackLLM, reply: Any, kind: str, text: str
+) -> None:
+    llm.script("work", reply)
+    router = make_router()
+    with pytest.raises(RequestRejected) as caught:
+        router.completion("sonnet", hi())
+
+    assert caught.value.code == kind
+    assert text in caught.value.provider_message
+    assert text in str(caught.value)
+    assert [c.provider for c in llm.calls()] == ["work"]
+    assert spend(router) == 0
+    router.live_facts.clear()
+    assert router.live_facts.errors("work") == 0  # not the provider's fault
+    assert router.live_facts.in_flight("work") == 0
+
+
+CONTEXT_REGISTRY_MODELS = """
+models:
+  small:
+    context_window: 8k
+    price: {input_per_mtok: 1, output_per_mtok: 1}
+    deployments:
+      - {provider: work, model_id: small-a}
+      - {provider: personal, model_id: small-b}
+  large:
+    context_window: 200k
+    price: {input_per_mtok: 1, output_per_mtok: 1}
+    deployments:
+      - {provider: backup, model_id: large}
+"""
+
+
+def test_context_window_exceeded_skips_deployments_whose_window_is_not_larger(
+    make_router: Any, llm: LoopbackLLM
+) -> None:
+    from executor_helpers import REGISTRY
+
+    registry = REGISTRY.split("models:")[0] + CONTEXT_REGISTRY_MODELS
+    llm.script("work", context_window_exceeded())
+    router = make_router(registry, "route small fallback large\n")
+    response = router.completion("small", hi())
+
+    assert [c.provider for c in llm.calls()] == ["work", "backup"]
+    assert response._hidden_params["policyrouter"]["deployment"] == "large@backup"
+
+
+def test_when_everything_fails_one_error_lists_every_attempt(
+    make_router: Any, llm: LoopbackLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    llm.script("work", rate_limited(retry_after=5))
+    llm.default("personal", server_error(502))
+    monkeypatch.delenv("PR_TEST_KEY_BACKUP")
+    router = make_router(executor=ExecutorOptions(retries=1, backoff_base=0.001))
+    with pytest.raises(AllDeploymentsFailed) as caught:
+        router.completion("sonnet", hi())
+
+    error = caught.value
+    assert [(a.deployment.key, a.code, a.called) for a in error.attempts] == [
+        ("sonnet@work", "rate_limited", True),
+        ("sonnet@personal", "server_error", True),
+        ("sonnet@personal", "server_error", True),
+        ("gpt-4o@backup", "missing_key", False),
+    ]
+    text = str(error)
+    assert "sonnet@work: rate_limited (429): Rate limit reached" in text
+    assert "sonnet@personal: server_error (502) ×2" in text
+    assert "gpt-4o@backup: missing_key (skipped): environment variable `PR_TEST_KEY_BACKUP` is not set" in text
+    assert spend(router) == 0
+
+
+def test_events_tell_the_story_of_a_fallback(make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]) -> None:
+    llm.script("work", rate_limited(retry_after=1))
+    router = make_router()
+    router.completion("sonnet", hi(), request_id="req-1")
+
+    assert kinds(events) == ["decision", "attempt", "failure", "throttled", "fallback", "attempt", "success"]
+    assert {e["request_id"] for e in events} == {"req-1"}
+    assert len({e["run_id"] for e in events}) == 1
+
+
+def test_round_robin_moves_on_with_each_request(make_router: Any, llm: LoopbackLLM) -> None:
+    router = make_router(policy="route sonnet strategy round_robin\n")
+    for _ in range(4):
+        router.completion("sonnet", hi())
+    assert [c.provider for c in llm.calls()] == ["work", "personal", "work", "personal"]
+
+
+def test_a_refused_decision_raises_the_decisions_error_and_calls_nothing(make_router: Any, llm: LoopbackLLM) -> None:
+    from policyrouter import DecisionError
+
+    router = make_router()
+    with pytest.raises(DecisionError) as caught:
+        router.completion("sonnet", hi(), requires=["vision"])
+    assert caught.value.code == "unsupported_capability"
+    assert llm.calls() == []

@@ -1,0 +1,144 @@
+"""Streams and the async path: the books settle when a stream ends, is closed early, or breaks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from executor_helpers import hi, of_kind, spend
+from loopback_server import Handler, LoopbackLLM, ok, rate_limited, server_error, stream
+
+from policyrouter import AllDeploymentsFailed
+
+PRICE_IN, PRICE_OUT = 3.00, 15.00  # sonnet's price in the test registry
+
+
+def cost(prompt: int, completion: int) -> float:
+    return (prompt * PRICE_IN + completion * PRICE_OUT) / 1e6
+
+
+def test_a_stream_passes_every_chunk_and_settles_the_final_usage_at_the_end(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    llm.script("work", stream("one two three", prompt_tokens=40, completion_tokens=30))
+    router = make_router()
+    chunks = router.completion("sonnet", hi(), stream=True)
+
+    assert spend(router) == 0  # nothing settled before the stream is read
+    text = "".join((c.choices[0].delta.content or "") for c in chunks if c.choices)
+    assert text == "one two three"
+    assert llm.calls()[0].body["stream_options"] == {"include_usage": True}
+    assert spend(router) == pytest.approx(cost(40, 30))
+    (success,) = of_kind(events, "success")
+    assert success["tokens"] == {"input": 40, "output": 30, "reasoning": 0}
+    assert success["stream"] is True and success["closed_early"] is False
+
+
+def test_a_stream_closed_early_settles_what_was_received(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    llm.script("work", stream("x" * 400, pieces=4))
+    router = make_router()
+    with router.completion("sonnet", hi(), stream=True, tokens=100) as chunks:
+        first = next(chunks)
+        assert first.choices[0].delta.content == "x" * 100
+
+    (success,) = of_kind(events, "success")
+    assert success["closed_early"] is True
+    assert success["tokens"] == {"input": 100, "output": 25, "reasoning": 0, "estimated": True}  # 100 chars / 4
+    assert spend(router) == pytest.approx(cost(100, 25))
+    assert router.live_facts.in_flight("work") == 0
+
+
+def test_a_stream_that_fails_at_once_falls_back_like_any_call(make_router: Any, llm: LoopbackLLM) -> None:
+    llm.script("work", rate_limited(retry_after=3))
+    llm.script("personal", stream("from personal"))
+    router = make_router()
+    chunks = router.completion("sonnet", hi(), stream=True)
+
+    assert chunks.deployment == "sonnet@personal"
+    assert "".join((c.choices[0].delta.content or "") for c in chunks if c.choices) == "from personal"
+
+
+def broken_stream(h: Handler, body: dict[str, Any]) -> None:
+    """One chunk of content, then the connection drops."""
+    h.send_response(200)
+    h.send_header("content-type", "text/event-stream")
+    h.send_header("transfer-encoding", "chunked")
+    h.end_headers()
+    chunk = {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": body["model"],
+        "choices": [{"index": 0, "delta": {"content": "y" * 80}}],
+    }
+    h._chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+    h.close_connection = True
+    h.connection.shutdown(2)
+
+
+def test_a_stream_broken_mid_way_keeps_what_the_provider_billed_and_raises(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    llm.script("work", broken_stream)
+    router = make_router()
+    chunks = router.completion("sonnet", hi(), stream=True, tokens=60)
+    with pytest.raises(Exception, match=r"connection|peer closed"):
+        for _ in chunks:
+            pass
+
+    assert spend(router) == pytest.approx(cost(60, 20))  # 80 chars of output ≈ 20 tokens
+    failures = of_kind(events, "failure")
+    assert failures and failures[0]["billed"] is True
+    assert router.live_facts.in_flight("work") == 0
+
+
+# -- async --------------------------------------------------------------------------------------
+
+
+def test_acompletion_falls_back_and_settles(make_router: Any, llm: LoopbackLLM) -> None:
+    llm.script("work", server_error(), server_error(), server_error())
+    llm.script("personal", ok(prompt_tokens=10, completion_tokens=10))
+    router = make_router()
+    response = asyncio.run(router.acompletion("sonnet", hi()))
+
+    assert response._hidden_params["policyrouter"]["deployment"] == "sonnet@personal"
+    assert [c.provider for c in llm.calls()] == ["work", "work", "work", "personal"]
+    assert spend(router) == pytest.approx(cost(10, 10))
+
+
+def test_acompletion_streams(make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]) -> None:
+    llm.script("work", stream("async chunks", prompt_tokens=7, completion_tokens=3))
+    router = make_router()
+
+    async def read() -> str:
+        chunks = await router.acompletion("sonnet", hi(), stream=True)
+        return "".join([(c.choices[0].delta.content or "") async for c in chunks if c.choices])
+
+    assert asyncio.run(read()) == "async chunks"
+    assert spend(router) == pytest.approx(cost(7, 3))
+    assert of_kind(events, "success")[0]["stream"] is True
+
+
+def test_concurrent_async_calls_each_keep_their_own_books(make_router: Any, llm: LoopbackLLM) -> None:
+    router = make_router()
+
+    async def many() -> list[Any]:
+        return await asyncio.gather(*(router.acompletion("sonnet", hi(f"q{i}")) for i in range(8)))
+
+    responses = asyncio.run(many())
+    assert len({r._hidden_params["policyrouter"]["request_id"] for r in responses}) == 8
+    assert spend(router) == pytest.approx(8 * cost(12, 5))  # the loopback's default usage
+    assert router.live_facts.in_flight("work") == 0
+
+
+def test_acompletion_raises_one_error_when_everything_fails(make_router: Any, llm: LoopbackLLM) -> None:
+    for provider in ("work", "personal", "backup"):
+        llm.default(provider, server_error(503))
+    router = make_router()
+    with pytest.raises(AllDeploymentsFailed) as caught:
+        asyncio.run(router.acompletion("sonnet", hi()))
+    assert len(caught.value.attempts) == 9  # three deployments, three tries each
