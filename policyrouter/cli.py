@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_check)
 
     explain = commands.add_parser("explain", help="show where a request would go, and why")
-    explain.add_argument("model")
+    explain.add_argument("model", nargs="?", help="the model asked for (not with --replay)")
     _config_option(explain)
     explain.add_argument("--requires", action="append", default=[], metavar="CAP")
     explain.add_argument("--tokens", default="0", metavar="N", help="estimated prompt tokens (`2000`, `50k`)")
@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--run", default=None, metavar="RUN_ID", help="the run whose `run` budget live facts read")
     explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.add_argument("--replay", type=Path, metavar="EVENTS", help="a JSON-lines events file the executor wrote")
+    explain.add_argument("--request-id", metavar="ID", help="with --replay: the request whose decision to replay")
     explain.set_defaults(handler=cmd_explain)
 
     test = commands.add_parser("test", help="run decision tests")
@@ -204,9 +206,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    if (args.replay is None) == (args.model is None) or (args.replay is not None) != (args.request_id is not None):
+        print("error: give a MODEL, or --replay EVENTS with --request-id ID", file=sys.stderr)
+        return EXIT_USAGE
     router = _router_from(load_config(args.config), run_id=args.run)
     if router is None:
         return EXIT_FAILED
+    if args.replay is not None:
+        return _replay(router, args)
     from policyrouter.quantities import QuantityError, parse_count
 
     try:
@@ -231,6 +238,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
         router.close()
     print(json.dumps(decision.to_dict(), indent=2) if args.format == "json" else decision.explain())
     return EXIT_OK if decision.error is None else EXIT_FAILED
+
+
+def _replay(router: Router, args: argparse.Namespace) -> int:
+    from policyrouter.replay import find_decision, replay
+
+    result = replay(router, find_decision(args.replay, args.request_id))
+    print(json.dumps(result.to_dict(), indent=2) if args.format == "json" else result.render())
+    return EXIT_OK
 
 
 # -- test ---------------------------------------------------------------------------------------

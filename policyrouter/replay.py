@@ -1,0 +1,141 @@
+"""Replay a recorded decision under the current policies: "why did this go to personal at 3 am, and
+would the new policy do better?"
+
+Every `decision` event the executor writes carries the request and the facts it read. Replaying
+feeds those facts back as a dry run, so the only thing that differs is the policy. A fact the current
+policy reads that was not recorded reads as a fresh state would, and the report says which.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from policyrouter.decision import Decision
+from policyrouter.diagnostics import closest
+from policyrouter.errors import DecisionError, PolicyRouterError
+from policyrouter.events import replay_facts
+from policyrouter.router import Router
+
+
+class ReplayError(PolicyRouterError):
+    """The events file has no decision to replay for that request."""
+
+
+@dataclass(frozen=True)
+class Replay:
+    event: Mapping[str, Any]
+    decision: Decision
+    unrecorded: tuple[str, ...]  # facts read now that the event did not record
+
+    @property
+    def before(self) -> list[str]:
+        return list(self.event.get("order") or [])
+
+    @property
+    def after(self) -> list[str]:
+        return [d.key for d in self.decision.order]
+
+    @property
+    def before_error(self) -> str | None:
+        error = self.event.get("error")
+        return error.get("code") if isinstance(error, Mapping) else None
+
+    @property
+    def after_error(self) -> str | None:
+        return self.decision.error.code if self.decision.error is not None else None
+
+    @property
+    def changed(self) -> bool:
+        return (self.before, self.before_error) != (self.after, self.after_error)
+
+    def render(self) -> str:
+        request = self.event.get("request") or {}
+        when = self.event.get("ts") or "?"
+        lines = [
+            f"request {self.event.get('request_id')} for `{request.get('model')}` at {when}"
+            + (f", run {self.event['run_id']}" if self.event.get("run_id") else ""),
+            f"  recorded: {_outcome(self.before, self.before_error)}  (rule {self.event.get('rule') or '-'})",
+            f"  now:      {_outcome(self.after, self.after_error)}  (rule {self.decision.rule or '-'})",
+            "  the outcome changes" if self.changed else "  the outcome is the same",
+        ]
+        if self.unrecorded:
+            lines.append(
+                f"  not recorded, read as a fresh state: {', '.join(self.unrecorded)}"
+                " (the current policy reads facts the recorded one did not)"
+            )
+        return "\n".join(lines) + "\n\n" + self.decision.explain()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.event.get("request_id"),
+            "recorded": {"order": self.before, "error": self.before_error, "rule": self.event.get("rule")},
+            "now": self.decision.to_dict(),
+            "changed": self.changed,
+            "unrecorded_facts": list(self.unrecorded),
+        }
+
+
+def find_decision(path: Path, request_id: str) -> Mapping[str, Any]:
+    """The `decision` event for `request_id` in a JSON-lines events file (the last, if several)."""
+    found: Mapping[str, Any] | None = None
+    seen: list[str] = []
+    for event in _events(path):
+        if event.get("event") != "decision":
+            continue
+        if event.get("request_id") == request_id:
+            found = event
+        elif isinstance(event.get("request_id"), str):
+            seen.append(event["request_id"])
+    if found is None:
+        guess = closest(request_id, seen)
+        hint = f"; did you mean `{guess}`?" if guess else f" ({len(seen)} decisions in the file)"
+        raise ReplayError(f"no decision event for request `{request_id}` in {path}{hint}")
+    if not isinstance(found.get("request"), Mapping) or not isinstance(found.get("facts"), Mapping):
+        raise ReplayError(f"the decision event for `{request_id}` has no request or facts to replay")
+    return found
+
+
+def replay(router: Router, event: Mapping[str, Any]) -> Replay:
+    request = event["request"]
+    recorded = dict(event["facts"])
+    facts = replay_facts(recorded)
+    try:
+        decision = router.decide(
+            str(request["model"]),
+            requires=list(request.get("requires") or ()),
+            tokens=int(request.get("tokens") or 0),
+            max_tokens=request.get("max_tokens"),
+            tags=list(request.get("tags") or ()),
+            facts=facts,
+            request_id=str(request.get("request_id") or event.get("request_id") or ""),
+        )
+    except DecisionError as e:
+        if e.decision is None:
+            raise
+        decision = e.decision
+    unrecorded = tuple(k for k in decision.facts if k not in recorded)
+    return Replay(event, decision, unrecorded)
+
+
+def _events(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise ReplayError(f"cannot read {path}: {e.strerror}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ReplayError(f"{path}:{number}:{e.colno}: not a JSON event: {e.msg}") from None
+        if isinstance(event, dict):
+            yield event
+
+
+def _outcome(order: list[str], error: str | None) -> str:
+    return f"refused [{error}]" if error else (", ".join(order) or "nothing")

@@ -1,0 +1,82 @@
+"""Replaying a recorded decision under a changed policy: the executor writes the event, `explain
+--replay` re-evaluates it with the facts it recorded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import policyrouter
+from policyrouter.cli import main
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "policies" / "subscriptions"
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, str]:
+    """A config dir, and an events file holding one call made while `work` had 10% of its quota."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.setenv("ANTHROPIC_API_KEY_WORK", "sk-test-work-0000")
+    monkeypatch.setenv("ANTHROPIC_API_KEY_PERSONAL", "sk-test-personal-0000")
+    config = tmp_path / "cfg"
+    shutil.copytree(EXAMPLE, config, ignore=shutil.ignore_patterns(".policyrouter"))
+    registry = config / "registry.yaml"  # no token rate limit, so 4.5M tokens in one minute only spend quota
+    registry.write_text(registry.read_text().replace("    tpm: 400k\n", ""))
+    events = tmp_path / "events.jsonl"
+    with policyrouter.load(config, state="memory://", events=events) as router:
+        work = router.registry.models["sonnet"].deployments[0]
+        held = router.store.reserve(work, tokens=1, cost=0.0)
+        router.store.settle(held, input_tokens=4_500_000, output_tokens=0, cost=0.0)  # 10% of 5M left
+        response = router.completion(
+            "sonnet", [{"role": "user", "content": "hi"}], mock_response="hello", request_id="r-night"
+        )
+    assert response._hidden_params["policyrouter"]["deployment"] == "sonnet@personal"
+    return config, events, "r-night"
+
+
+def test_the_recorded_decision_replays_the_same_under_the_same_policy(
+    recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, events, request_id = recorded
+    code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "recorded: sonnet@personal, sonnet@work" in out
+    assert "the outcome is the same" in out
+    assert "quota(work) = 10%" in out
+
+
+def test_a_changed_policy_shows_the_new_outcome(
+    recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, events, request_id = recorded
+    policy = config / "subscriptions.policy"
+    policy.write_text(policy.read_text().replace("quota(work) > 20%", "quota(work) > 5%"))
+    code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id,
+                 "--format", "json"])  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert data["changed"] is True
+    assert data["recorded"]["order"] == ["sonnet@personal", "sonnet@work"]
+    assert [d["provider"] for d in data["now"]["order"]] == ["work", "personal"]
+    assert data["unrecorded_facts"] == []
+
+
+def test_an_unknown_request_id_is_a_clear_error(
+    recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, events, _ = recorded
+    code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", "r-nigth"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "no decision event for request `r-nigth`" in err and "did you mean `r-night`?" in err
+    assert "Traceback" not in err
+
+
+def test_replay_needs_a_request_id(recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    config, events, _ = recorded
+    assert main(["explain", "--config", str(config), "--replay", str(events)]) == 2
+    assert "--request-id" in capsys.readouterr().err
