@@ -22,7 +22,6 @@ import logging
 import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -45,6 +44,7 @@ from policyrouter.completion_errors import (
     RequestRejected,
     budget_help,
 )
+from policyrouter.decision import new_id
 from policyrouter.errors import DecisionError
 from policyrouter.events import Events
 from policyrouter.failures import Failure, backoff, classify
@@ -207,7 +207,7 @@ class _Call:
         self.messages = messages
         self.kwargs = kwargs
         self.stream = bool(kwargs.get("stream"))
-        self.request_id = request_id or uuid.uuid4().hex
+        self.request_id = request_id or new_id()
         self.prompt_tokens = int(tokens) if tokens is not None else estimate_tokens(messages, kwargs.get("tools"))
         max_tokens = kwargs.get("max_tokens", kwargs.get("max_completion_tokens"))
         self.max_tokens = int(max_tokens) if isinstance(max_tokens, (int, float)) else None

@@ -11,14 +11,13 @@ the router whose calls count against the run NAME. litellm is imported on the fi
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from policyrouter.config import Config, load_config
-from policyrouter.decision import Decision, Request
+from policyrouter.decision import Decision, Request, new_id
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import ConfigError, PolicyRouterError
 from policyrouter.evaluate import decide
@@ -139,7 +138,7 @@ class Router:
             tokens=int(tokens),
             max_tokens=max_tokens,
             tags=frozenset(tags),
-            request_id=request_id if request_id is not None else uuid.uuid4().hex,
+            request_id=request_id if request_id is not None else new_id(),
         )
         return decide(self.program, request, source)
 
@@ -191,7 +190,7 @@ class Router:
         usable as a context manager (leaving it closes nothing shared)."""
         from policyrouter.state.store import check_run_id
 
-        run_id = check_run_id(name) if name is not None else f"run-{uuid.uuid4().hex[:12]}"
+        run_id = check_run_id(name) if name is not None else f"run-{new_id()[:12]}"
         view = Router(
             self.config,
             state=self.store,

@@ -72,9 +72,22 @@ class Layout:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._tz = registry.settings.timezone
+        # Every reserve and settle asks for the same few windows at one instant: keep each window's
+        # latest occurrence and reuse it while the instant falls inside it.
+        self._latest: dict[tuple[str, datetime | None, str], WindowSpan] = {}
+        self._rate_limits: dict[tuple[str, str], float | None] = {}
+        self._scopes: dict[str, tuple[str, ...]] = {}
 
     def _span(self, window: Window, at: datetime, run_id: str) -> WindowSpan:
-        return current_span(window, at, self._tz, run_id)
+        key = (window.name, window.anchor, run_id)
+        cached = self._latest.get(key)
+        if cached is not None and (cached.start is None or cached.start <= at < cached.end):  # type: ignore[operator]
+            return cached
+        span = current_span(window, at, self._tz, run_id)
+        if len(self._latest) > 4096:  # many runs in one process: forget the old ones
+            self._latest.clear()
+        self._latest[key] = span
+        return span
 
     def quota(self, provider: str, at: datetime, run_id: str) -> Meter | None:
         quota = self.registry.providers[provider].quota
@@ -97,20 +110,29 @@ class Layout:
 
     def spend_meters(self, deployment: Deployment, at: datetime, run_id: str) -> list[Meter]:
         """Every spend counter a call on `deployment` adds to: the global scopes and its budgets."""
-        scopes = dict.fromkeys((*GLOBAL_BUDGETS, *(b.name for b in self.registry.budgets_for(deployment))))
+        scopes = self._scopes.get(deployment.key)
+        if scopes is None:
+            names = (*GLOBAL_BUDGETS, *(b.name for b in self.registry.budgets_for(deployment)))
+            scopes = self._scopes[deployment.key] = tuple(dict.fromkeys(names))
         return [m for s in scopes if (m := self.spend(s, at, run_id)) is not None]
 
     def rate(self, kind: LimitKind, key: str, at: datetime) -> Meter:
         """`rpm`/`tpm` of a provider or a `model@provider` in the current minute."""
+        if (kind, key) in self._rate_limits:
+            limit = self._rate_limits[kind, key]
+        else:
+            limit = self._rate_limits[kind, key] = self._rate_limit(kind, key)
+        span = self._span(MINUTE, at, "")
+        unit = "requests" if kind == "rpm" else "tokens"
+        return Meter(kind, key, unit, f"{kind}:{key}|{span.key}", span, limit, limit is not None)
+
+    def _rate_limit(self, kind: str, key: str) -> float | None:
         limits: object = self.registry.providers.get(key)
         if "@" in key:
             model, _, provider = key.partition("@")
             found = self.registry.models.get(model)
             limits = next((d for d in found.deployments if d.provider == provider), None) if found else None
-        limit = getattr(limits, kind, None)  # unknown names are counted but have no limit
-        span = self._span(MINUTE, at, "")
-        unit = "requests" if kind == "rpm" else "tokens"
-        return Meter(kind, key, unit, f"{kind}:{key}|{span.key}", span, limit, limit is not None)
+        return getattr(limits, kind, None)  # unknown names are counted but have no limit
 
     def rate_meters(self, deployment: Deployment, at: datetime) -> list[Meter]:
         keys = (deployment.provider, deployment.key)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Literal, NamedTuple
 
+from policyrouter.decision import new_id
 from policyrouter.registry import Deployment, Registry
 from policyrouter.state import layout as keys
 from policyrouter.state.errors import (
@@ -145,7 +146,7 @@ class StateStore(ABC):
         now = self.now()
         run = check_run_id(run_id) if run_id else self.run_id
         plan = self._plan(deployment, tokens, cost, now, run)
-        rid = uuid.uuid4().hex
+        rid = new_id()
         lease_s = self.reservation_ttl if lease is None else lease
         expires = now + timedelta(seconds=lease_s)
         checks = [Check(s.meter.key, s.need, s.meter.limit if s.enforce else None) for s in plan]
