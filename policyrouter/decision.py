@@ -16,6 +16,7 @@ from policyrouter.quantities import format_quantity
 from policyrouter.registry import Deployment
 
 _ids = random.Random(os.urandom(16))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(16)))  # a forked child must not repeat ids
 
 
 def new_id() -> str:
