@@ -212,18 +212,3 @@ def _sinks(spec: SinkSpec) -> Iterable[Sink]:
         raise TypeError(
             f"an event sink is a path, a text stream, a callable or a list of them, not {type(spec).__name__}"
         )
-
-
-def replay_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
-    """A `decision` event's `facts` (`{"quota.work": 0.15, "hour": 9}`) in the shape `Router.decide(facts=…)`
-    takes (`{"quota": {"work": 0.15}, "hour": 9}`), so the decision can be made again exactly."""
-    out: dict[str, Any] = {}
-    for key, value in facts.items():
-        if value is None:
-            continue  # read as unknown (a latency with no samples): a fresh state reads it the same way
-        kind, dot, name = key.partition(".")
-        if dot:
-            out.setdefault(kind, {})[name] = value
-        else:
-            out[key] = value
-    return out

@@ -237,6 +237,23 @@ class StaticFacts:
         return self._custom.get(name if arg is None else f"{name}.{arg}", MISSING)
 
 
+def nest_facts(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Facts read by a decision (`{"quota.work": 0.15, "hour": 9}`, as `Decision.facts` and `decision`
+    events hold them) in the shape dry runs take (`{"quota": {"work": 0.15}, "hour": 9}`), so the
+    decision can be made again. A None (a latency with no samples) is left out: a fresh state reads
+    it the same way."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if value is None:
+            continue
+        kind, dot, name = key.partition(".")
+        if dot:
+            out.setdefault(kind, {})[name] = value
+        else:
+            out[key] = value
+    return out
+
+
 def _mapping(key: str, value: object) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise FactsError(f"`{key}` takes a mapping such as `{{{key}: {{NAME: VALUE}}}}`", (key,))

@@ -21,11 +21,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from policyrouter import ast
+from policyrouter.compile import BUILTIN_FACTS
 from policyrouter.decision import Request
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import DecisionError
 from policyrouter.evaluate import Context, decide
-from policyrouter.facts import StaticFacts
+from policyrouter.facts import StaticFacts, nest_facts
 from policyrouter.program import ModelPlan, Program
 from policyrouter.quantities import format_quantity
 from policyrouter.registry import Registry
@@ -187,7 +188,7 @@ def _first_hole(program: Program, plan: ModelPlan, node: ast.Route) -> tuple[Req
     keys = list(dims)
     combos = itertools.islice(itertools.product(*(dims[k] for k in keys)), MAX_CASES_PER_ROUTE)
     for values in combos:
-        facts = _nest(dict(zip(keys, values, strict=True)))
+        facts = nest_facts(dict(zip(keys, values, strict=True)))
         source = StaticFacts(registry, facts)
         for request in requests:
             try:
@@ -248,20 +249,11 @@ def _compared_facts(node: ast.Route) -> Iterator[tuple[str, str, list[float]]]:
         yield key, kind, literals
 
 
-_FACT_KINDS = {
-    "quota": "share",
-    "budget": "share",
-    "spend": "money",
-    "rpm": "count",
-    "tpm": "count",
-    "errors": "count",
-    "latency": "duration",
-}
-
-
 def _fact_key(node: ast.Expr) -> tuple[str, str] | None:
-    if isinstance(node, ast.Call) and isinstance(node.arg, ast.Ident) and node.func.name in _FACT_KINDS:
-        return f"{node.func.name}.{node.arg.name}", _FACT_KINDS[node.func.name]
+    if isinstance(node, ast.Call) and isinstance(node.arg, ast.Ident):
+        builtin = BUILTIN_FACTS.get(node.func.name)
+        if builtin is not None and builtin.arg in ("provider", "budget", "scope"):
+            return f"{node.func.name}.{node.arg.name}", builtin.type
     if isinstance(node, ast.Name) and node.name in ("hour", "weekday"):
         return node.name, "count"
     return None
@@ -312,17 +304,6 @@ def _literals(node: ast.Route, name: str) -> set[float]:
 def _subsets(items: list[str]) -> Iterator[tuple[str, ...]]:
     for n in range(len(items) + 1):
         yield from itertools.combinations(items, n)
-
-
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        head, _, name = key.partition(".")
-        if name:
-            out.setdefault(head, {})[name] = value
-        else:
-            out[head] = int(value)
-    return out
 
 
 def _request_text(request: Request) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from policyrouter.decision import Decision
 from policyrouter.diagnostics import closest
 from policyrouter.errors import DecisionError, PolicyRouterError
-from policyrouter.events import replay_facts
+from policyrouter.facts import nest_facts
 from policyrouter.router import Router
 
 
@@ -102,7 +102,7 @@ def find_decision(path: Path, request_id: str) -> Mapping[str, Any]:
 def replay(router: Router, event: Mapping[str, Any]) -> Replay:
     request = event["request"]
     recorded = dict(event["facts"])
-    facts = replay_facts(recorded)
+    facts = nest_facts(recorded)
     try:
         decision = router.decide(
             str(request["model"]),

@@ -13,7 +13,8 @@ from executor_helpers import hi, of_kind
 from loopback_server import LoopbackLLM, ok, rate_limited, server_error, stream, unauthorized
 
 from policyrouter import AllDeploymentsFailed, Events
-from policyrouter.events import EVENT_KINDS, Redactor, replay_facts
+from policyrouter.events import EVENT_KINDS, Redactor
+from policyrouter.facts import nest_facts
 
 COMMON = {
     "event",
@@ -66,7 +67,7 @@ def test_a_decision_event_carries_the_request_and_facts_and_replays_to_the_same_
         requires=request["requires"],
         tokens=request["tokens"],
         tags=request["tags"],
-        facts=replay_facts(decision["facts"]),
+        facts=nest_facts(decision["facts"]),
     )
     assert [d.key for d in replayed.order] == decision["order"]
 
