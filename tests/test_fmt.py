@@ -1,0 +1,194 @@
+"""`policyrouter fmt`: one canonical layout, comments kept.
+
+The laws, over random policies in random layouts (hypothesis): `fmt(fmt(x)) == fmt(x)` and
+`parse(fmt(x)) == parse(x)`; plus golden layouts and the CLI's --check/--diff.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from policyrouter.cli import main
+from policyrouter.fmt import format_policy
+from policyrouter.parse import parse_policy
+
+NAMES = st.sampled_from(["sonnet", "gpt-4o", "local-coder", "work", "personal", "openai", "tools", "vision"])
+LITERALS = st.sampled_from(["20%", "2.5%", "$5", "$0.25", "3", "8k", "1.5M", "800ms", "30s", "5m", '"batch"', "true"])
+FACTS = st.sampled_from(
+    ["quota(work)", "spend(run)", "budget(month)", "errors(openai)", 'tag("batch")', "hour", "tokens"]
+)
+
+
+def _expressions() -> st.SearchStrategy[str]:
+    atoms = st.one_of(FACTS, LITERALS, st.sampled_from(["tight", "late"]))
+    comparisons = st.builds(
+        lambda a, op, b: f"{a} {op} {b}", atoms, st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), atoms
+    )
+    members = st.builds(lambda a, xs: f"{a} in ({', '.join(xs)})", atoms, st.lists(LITERALS, min_size=1, max_size=3))
+    leaves = st.one_of(atoms, comparisons, members)
+    return st.recursive(
+        leaves,
+        lambda inner: st.one_of(
+            st.builds(lambda a: f"not {a}", inner),
+            st.builds(lambda a, b: f"({a}) and ({b})", inner, inner),
+            st.builds(lambda a, b: f"({a}) or ({b})", inner, inner),
+            st.builds(lambda a, b: f"{a} and {b}", inner, inner),
+            st.builds(lambda a: f"({a})", inner),
+        ),
+        max_leaves=6,
+    )
+
+
+def _actions() -> st.SearchStrategy[str]:
+    names = st.lists(NAMES, min_size=1, max_size=3).map(", ".join)
+    return st.one_of(
+        st.builds(lambda verb, ns: f"{verb} {ns}", st.sampled_from(["prefer", "only", "avoid"]), names),
+        st.builds(lambda m: f"use {m}", NAMES),
+        st.just('deny "paused: say \\"why\\""'),
+    )
+
+
+def _clauses() -> st.SearchStrategy[str]:
+    names = st.lists(NAMES, min_size=1, max_size=3).map(", ".join)
+    action = _actions()
+    when = st.builds(
+        lambda e, a, o: f"when {e} {a}" + (f" else {o}" if o else ""),
+        _expressions(),
+        action,
+        st.one_of(st.none(), action, st.sampled_from(["personal", "work, openai"])).filter(lambda o: True),
+    )
+    return st.one_of(
+        st.builds(lambda ns: f"requires {ns}", names),
+        st.builds(lambda s: f"strategy {s}", st.sampled_from(["in_order", "cheapest", "round_robin"])),
+        st.builds(lambda ns: f"fallback {ns}", names),
+        when,
+        st.builds(lambda a: f"otherwise {a}", action),
+        action,
+    )
+
+
+def _statement() -> st.SearchStrategy[str]:
+    route = st.builds(
+        lambda target, clauses, block: (
+            f"route {target} " + ("{ " + " ".join(clauses) + " }" if block else " ".join(clauses))
+        ),
+        st.sampled_from(["sonnet", "gpt-4o", "claude-*", "*"]),
+        st.lists(_clauses(), min_size=1, max_size=4),
+        st.booleans(),
+    )
+    let = st.builds(lambda n, e: f"let {n} = {e}", st.sampled_from(["tight", "late"]), _expressions())
+    return st.one_of(route, route, let)
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> str:
+    """A policy that parses, its tokens laid out at random, with comments between statements."""
+    statements = draw(st.lists(_statement(), min_size=1, max_size=4))
+    out = []
+    for text in statements:
+        if draw(st.booleans()):
+            out.append(f"# {draw(st.sampled_from(['note', 'why this route', 'tbd']))}\n")
+        words = text.split(" ")
+        # half the statements on one line (as most are written), half laid out at random
+        glue = st.just(" ") if draw(st.booleans()) else st.sampled_from([" ", "  ", "\n", "\n    ", " \n"])
+        out.append("".join(w + draw(glue) for w in words).rstrip())
+        out.append(draw(st.sampled_from(["\n", "\n\n", "  # trailing\n"])))
+    return "".join(out)
+
+
+def _parses(text: str) -> bool:
+    try:
+        parse_policy(text)
+    except Exception:
+        return False
+    return True
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies().filter(_parses))
+def test_fmt_is_idempotent_and_keeps_the_tree(text: str) -> None:
+    once = format_policy(text)
+    assert format_policy(once) == once
+    assert parse_policy(once).statements == parse_policy(text).statements
+
+
+@settings(max_examples=60, deadline=None)
+@given(policies().filter(_parses))
+def test_fmt_keeps_every_comment(text: str) -> None:
+    before = [c for _, c in parse_policy(text).comments]
+    after = [c for _, c in parse_policy(format_policy(text)).comments]
+    assert sorted(after) == sorted(before)
+
+
+GOLDEN = [
+    (
+        "the card's line stays one line",
+        "route  sonnet\n  when quota(work)>20% prefer work else personal\n",
+        "route sonnet when quota(work) > 20% prefer work else personal\n",
+    ),
+    (
+        "two deciding clauses make a block",
+        "route sonnet when hour > 22 prefer personal otherwise prefer work",
+        "route sonnet {\n    when hour > 22 prefer personal\n    otherwise prefer work\n}\n",
+    ),
+    (
+        "a short block becomes one line",
+        "route gpt-4o {\n  fallback gemini-pro,local-coder\n}\n",
+        "route gpt-4o fallback gemini-pro, local-coder\n",
+    ),
+    (
+        "parentheses only where precedence needs them",
+        "route x when ((a or b)) and (not (c)) prefer p\n",
+        "route x when (a or b) and not c prefer p\n",
+    ),
+    (
+        "comments stay where they were",
+        "# head\n\nroute x {  # why\n    # before\n    when a prefer p  # after\n    fallback y\n}\n# tail\n",
+        "# head\n\nroute x {  # why\n    # before\n    when a prefer p  # after\n    fallback y\n}\n# tail\n",
+    ),
+    (
+        "blank lines between statements collapse to one",
+        "let t = hour > 3\n\n\n\nroute x when t prefer p\n",
+        "let t = hour > 3\n\nroute x when t prefer p\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [(t, e) for _, t, e in GOLDEN], ids=[n for n, _, _ in GOLDEN])
+def test_canonical_layout(text: str, expected: str) -> None:
+    assert format_policy(text) == expected
+
+
+def test_fmt_check_and_diff_change_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    messy = "route sonnet when quota(work)>20% prefer work else personal\n"
+    path = tmp_path / "a.policy"
+    path.write_text(messy)
+    assert main(["fmt", "--check", str(tmp_path)]) == 1
+    assert "would reformat" in capsys.readouterr().out
+    assert main(["fmt", "--diff", str(tmp_path)]) == 1
+    assert "+route sonnet when quota(work) > 20% prefer work else personal" in capsys.readouterr().out
+    assert path.read_text() == messy
+    assert main(["fmt", str(tmp_path)]) == 0
+    assert path.read_text() == "route sonnet when quota(work) > 20% prefer work else personal\n"
+    assert main(["fmt", "--check", str(tmp_path)]) == 0
+
+
+def test_fmt_reports_a_syntax_error_without_changing_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.policy"
+    path.write_text("route sonnet when quota(work) > 20% prefr work\n")
+    assert main(["fmt", str(path)]) == 1
+    assert "did you mean `prefer`?" in capsys.readouterr().err
+    assert path.read_text() == "route sonnet when quota(work) > 20% prefr work\n"
+
+
+def test_the_shipped_policies_are_formatted() -> None:
+    root = Path(__file__).resolve().parent.parent / "policies"
+    for path in sorted(root.rglob("*.policy")):
+        text = path.read_text()
+        assert format_policy(text) == text, path
