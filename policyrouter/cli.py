@@ -76,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
         help="a dry-run fact, e.g. quota.work=15%% or hour=23 (repeatable); with any --fact, facts not given read "
         "as a fresh state, without one the live state is read",
     )
-    explain.add_argument("--run", default=None, metavar="RUN_ID", help="the run whose `run` budget live facts read")
+    explain.add_argument(
+        "--run", default=None, type=_run_id, metavar="RUN_ID", help="the run whose `run` budget live facts read"
+    )
     explain.add_argument("--format", choices=("text", "json"), default="text")
     explain.add_argument("--replay", type=Path, metavar="EVENTS", help="a JSON-lines events file the executor wrote")
     explain.add_argument("--request-id", metavar="ID", help="with --replay: the request whose decision to replay")
@@ -118,17 +120,28 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="quotas, budgets and rate windows as they stand in the live state")
     _config_option(status)
-    status.add_argument("--run", default=None, metavar="RUN_ID", help="the run whose `run` budget to show")
+    status.add_argument(
+        "--run", default=None, type=_run_id, metavar="RUN_ID", help="the run whose `run` budget to show"
+    )
     status.add_argument("--format", choices=("table", "json"), default="table")
     status.set_defaults(handler=cmd_status)
 
     reset = commands.add_parser("reset", help="forget live state: a run's spend, or a provider's failures")
     _config_option(reset)
     what = reset.add_mutually_exclusive_group(required=True)
-    what.add_argument("--run", metavar="RUN_ID", help="forget this run's spend and run-window quotas")
+    what.add_argument("--run", type=_run_id, metavar="RUN_ID", help="forget this run's spend and run-window quotas")
     what.add_argument("--provider", metavar="NAME", help="forget this provider's errors, cooldown and latency")
     reset.set_defaults(handler=cmd_reset)
     return parser
+
+
+def _run_id(text: str) -> str:
+    from policyrouter.state.store import check_run_id
+
+    try:
+        return check_run_id(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _percent_arg(text: str) -> float:

@@ -499,10 +499,8 @@ class _Compiler:
         return None
 
     def custom_fact(self, name: str, fact: Fact, arg: ast.Ident | ast.Literal | None, node: ast.Expr) -> _Lowered:
-        if (fact.arg is None) != (arg is None):
-            self.error(
-                "fact-argument", f"`{name}` takes {'no argument' if fact.arg is None else 'an argument'}", node.span
-            )
+        if fact.arg != (arg is not None):
+            self.error("fact-argument", f"`{name}` takes {'an argument' if fact.arg else 'no argument'}", node.span)
             return _Lowered(lambda ctx: None, "error")
         value = None if arg is None else str(arg.value if isinstance(arg, ast.Literal) else arg.name)
         key = name if value is None else f"{name}.{value}"

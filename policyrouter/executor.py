@@ -527,19 +527,15 @@ class _Call:
         return cost
 
     def _settle_billed(self, attempt: _Try, usage: Usage, reason: str) -> dict[str, Any]:
-        """A call that failed after the provider billed for it: record the spend, not just the failure.
-        Returns the fields its `failure` event adds.
-
-        The store's `settle` resets the provider's consecutive errors; the failure is still counted
-        when the store's `settle` takes an `error` (see docs/executor.md)."""
+        """A call that failed after the provider billed for it: record the spend and count the failure.
+        Returns the fields its `failure` event adds."""
         cost = cost_of(price_of(self.registry, attempt.deployment, None), usage) or 0.0
-        options: dict[str, Any] = {"error": reason} if _settle_takes_error(self.store) else {}
         self.store.settle(
             attempt.reservation,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cost=cost,
-            **options,
+            error=reason,
         )
         self.live.clear()
         return {"billed": True, "tokens": usage.to_dict(), "cost": cost}
@@ -584,13 +580,3 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
 
 
 _SETTLE_TAKES_ERROR: dict[type, bool] = {}
-
-
-def _settle_takes_error(store: Any) -> bool:
-    """Whether this store's `settle` can count a failure while recording spend (`error=`)."""
-    cls = type(store)
-    if cls not in _SETTLE_TAKES_ERROR:
-        import inspect
-
-        _SETTLE_TAKES_ERROR[cls] = "error" in inspect.signature(store.settle).parameters
-    return _SETTLE_TAKES_ERROR[cls]

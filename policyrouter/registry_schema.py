@@ -72,7 +72,7 @@ _ENV_VAR_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _LOWER_ENV_VAR_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _SECRET_PREFIXES = ("sk-", "sk_", "pk-", "rk-", "gsk_", "xai-", "hf_", "ghp_", "AIza", "AKIA")
 _CAPABILITY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")  # a NAME in the policy grammar
-_STATE_SCHEMES = ("sqlite", "memory", "redis", "rediss")
+_STATE_SCHEMES = ("sqlite", "memory", "redis", "rediss", "unix")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -394,3 +394,10 @@ def test_check_and_explain_do_not_import_litellm(card: Path) -> None:
         [sys.executable, "-c", NO_LITELLM], cwd=card.parent, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("command", [["explain", "sonnet"], ["status"], ["reset"]])
+def test_a_bad_run_id_is_a_usage_error(card: Path, run: Callable[..., Run], command: list[str]) -> None:
+    result = run(*command, "--config", "cfg", "--run", "bad id!")
+    assert result.code == 2
+    assert "run id `bad id!`" in result.err and "Traceback" not in result.err

@@ -64,7 +64,7 @@ class SQLiteStore(StateStore):
         self, registry: Registry, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT, **options: Any
     ) -> None:
         self.path = Path(path)
-        super().__init__(registry, options.pop("url", None) or f"sqlite:///{self.path}", **options)
+        super().__init__(registry, options.pop("url", None) or f"sqlite:///{self.path.resolve()}", **options)
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []

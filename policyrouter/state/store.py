@@ -200,8 +200,10 @@ class StateStore(ABC):
         output_tokens: float,
         cost: float,
         latency: float | None = None,
+        error: BaseException | str | None = None,
     ) -> None:
-        """Record a successful call's actual use, free what it held, reset the provider's errors.
+        """Record a call's actual use and free what it held. A success resets the provider's
+        consecutive errors; with `error` (the provider billed, then failed) they go up instead.
 
         Spend is never dropped: if the store fails, the writes are kept in this process and replayed
         by the next operation (or `flush()`); the failure is logged, not raised.
@@ -220,7 +222,9 @@ class StateStore(ABC):
             ops += [Op("add", m.key, cost, m.ttl(now)) for m in self.layout.spend_meters(d, now, run)]
         for m in self.layout.rate_meters(d, now):
             ops.append(Op("add", m.key, 1.0 if m.kind == "rpm" else tokens, m.ttl(now)))
-        ops.append(Op("set", keys.errors_key(d.provider), 0.0))
+        ops.append(
+            Op("add", keys.errors_key(d.provider), 1.0) if error else Op("set", keys.errors_key(d.provider), 0.0)
+        )
         if latency is not None:
             ops.append(Op("push", keys.latency_key(d.provider), latency))
         self._finish_or_keep(now, reservation, ops)

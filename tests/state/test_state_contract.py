@@ -187,6 +187,19 @@ def test_release_frees_and_errors_are_consecutive(store_factory: StoreFactory, c
     assert f.errors("work") == 0
 
 
+def test_a_billed_failure_records_the_spend_and_counts_the_failure(
+    store_factory: StoreFactory, clock: FakeClock
+) -> None:
+    registry = make_registry()
+    store = store_factory(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    f = facts(store)
+    store.release(store.reserve(work, tokens=10, cost=0.1), error="HTTP 500")
+    store.settle(store.reserve(work, tokens=10, cost=0.1), input_tokens=5, output_tokens=5, cost=0.25, error="broke")
+    assert f.errors("work") == 2
+    assert f.spend("run") == pytest.approx(0.25)
+
+
 def test_unsettled_reservations_expire(store_factory: StoreFactory, clock: FakeClock) -> None:
     registry = make_registry(run_usd=1.0)
     store = store_factory(registry, clock=clock, reservation_ttl=60)

@@ -1,0 +1,72 @@
+"""Facts registered from Python: typed, with or without an argument, overridable in a dry run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import policyrouter
+from policyrouter import ConfigError, Fact, InvalidFacts
+
+REGISTRY = (Path(__file__).resolve().parent.parent / "policies" / "first-policy" / "registry.yaml").read_text()
+
+
+def _router(tmp_path: Path, policy: str, facts: dict[str, Fact]) -> policyrouter.Router:
+    (tmp_path / "registry.yaml").write_text(REGISTRY)
+    (tmp_path / "p.policy").write_text(policy)
+    return policyrouter.load(tmp_path, facts=facts)
+
+
+def _providers(router: policyrouter.Router, **kwargs: object) -> list[str]:
+    return [d.provider for d in router.decide("sonnet", **kwargs).order]  # type: ignore[arg-type]
+
+
+def test_a_fact_without_an_argument(tmp_path: Path) -> None:
+    depth = {"value": 250}
+    router = _router(tmp_path, "route sonnet when queue_depth > 100 prefer personal\n",
+                     {"queue_depth": Fact("count", lambda _: depth["value"])})  # fmt: skip
+    assert _providers(router, facts={}) == ["personal", "work"]
+    depth["value"] = 5
+    assert _providers(router, facts={}) == ["work", "personal"]
+    assert _providers(router, facts={"queue_depth": "1k"}) == ["personal", "work"]  # a dry run overrides it
+
+
+def test_a_fact_with_an_argument(tmp_path: Path) -> None:
+    backlog = {"work": 0.9, "personal": 0.1}
+    router = _router(tmp_path, "route sonnet when backlog(work) > 50% prefer personal\n",
+                     {"backlog": Fact("share", lambda p: backlog[str(p)], arg=True)})  # fmt: skip
+    assert _providers(router, facts={}) == ["personal", "work"]
+    assert _providers(router, facts={"backlog": {"work": "10%"}}) == ["work", "personal"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "fact", "message"),
+    [
+        ("route sonnet when queue_depth(work) > 1 prefer personal\n", Fact("count", lambda _: 0), "takes no argument"),
+        (
+            "route sonnet when backlog > 50% prefer personal\n",
+            Fact("share", lambda _: 0, arg=True),
+            "takes an argument",
+        ),
+        ("route sonnet when queue_depth > $1 prefer personal\n", Fact("count", lambda _: 0), "cannot compare"),
+    ],
+    ids=["argument not taken", "argument missing", "wrong type"],
+)
+def test_misuse_is_a_compile_error(tmp_path: Path, policy: str, fact: Fact, message: str) -> None:
+    name = "backlog" if "backlog" in policy else "queue_depth"
+    with pytest.raises(ConfigError) as caught:
+        _router(tmp_path, policy, {name: fact})
+    assert message in str(caught.value)
+
+
+def test_dry_run_values_are_parsed_by_type(tmp_path: Path) -> None:
+    router = _router(tmp_path, "route sonnet when queue_depth > 100 prefer personal\n",
+                     {"queue_depth": Fact("number", lambda _: 0)})  # fmt: skip
+    with pytest.raises(InvalidFacts, match="queue_depth"):
+        router.decide("sonnet", facts={"queue_depth": "lots"})
+
+
+def test_an_unknown_type_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="a fact's type is one of"):
+        Fact("percent", lambda _: 0)
