@@ -248,7 +248,9 @@ class _Call:
         self.report.decision(decision, None, self.estimate)
         for key in decision.facts:
             if key.startswith("round_robin."):
-                self.store.advance_round_robin(key.removeprefix("round_robin."))
+                model = key.removeprefix("round_robin.")
+                self.store.advance_round_robin(model)
+                self.live.forget_round_robin(model)
         return decision
 
     def _budget_refusal(self, decision: Decision) -> BudgetExceeded | None:
@@ -420,7 +422,7 @@ class _Call:
             seconds = self.options.unusable_cooldown
         seconds = min(seconds, self.options.max_cooldown)
         self.store.cooldown(d.provider, seconds)
-        self.live.clear()
+        self.live.forget(d)
         self.cooled[d.provider] = f"{failure.kind}: {failure.reason}"
         if failure.kind == "rate_limited":
             self.report.throttled(
@@ -519,7 +521,7 @@ class _Call:
             cost=cost or 0.0,
             latency=latency,
         )
-        self.live.clear()
+        self.live.forget(d)
         if cost is None and self.registry.settings.unknown_price == "warn":
             reason = f"price of `{d.key}` ({served_model or d.model_id}) is unknown: its spend is not counted"
             log.warning("%s", reason)
@@ -537,13 +539,12 @@ class _Call:
             cost=cost,
             error=reason,
         )
-        self.live.clear()
+        self.live.forget(attempt.deployment)
         return {"billed": True, "tokens": usage.to_dict(), "cost": cost}
 
     def _release(self, reservation: Reservation, error: str | None) -> None:
         self.store.release(reservation, error=error)
-        if error is not None:
-            self.live.clear()
+        self.live.forget(reservation.deployment)
 
     def _refused(self, d: Deployment, e: LimitExceededError) -> None:
         """A hard limit of the live state refused the reservation: nothing was called."""

@@ -28,7 +28,7 @@ from policyrouter.registry import Registry
 
 if TYPE_CHECKING:
     from policyrouter.executor import Executor, ExecutorOptions
-    from policyrouter.state import StateStore
+    from policyrouter.state import LiveFacts, StateStore
 
 MAX_RUN_VIEWS = 64  # run views kept for `run_id=` arguments, most recent first
 
@@ -97,7 +97,7 @@ class Router:
         return open_store(self.registry, self._state, **options)
 
     @property
-    def live_facts(self) -> FactSource:
+    def live_facts(self) -> LiveFacts:
         """The facts decisions read when no dry-run facts are given: the store's, briefly cached."""
         if self._live is None:
             from policyrouter.state import LiveFacts
@@ -121,7 +121,7 @@ class Router:
         reads as a fresh state, never the live one. Raises DecisionError (`.code`) on a refusal."""
         source: FactSource
         if facts is None:
-            source = self.live_facts
+            source = self.live_facts.for_decision()  # one instant for the whole decision
         elif isinstance(facts, Mapping):
             try:
                 static = StaticFacts(self.registry, facts, self.clock, self._custom_facts)

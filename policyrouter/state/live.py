@@ -1,7 +1,8 @@
 """`LiveFacts`: the evaluator's `FactSource` over a state store.
 
-Reads on the decision path are cheap: each fact fetches only its own counter, and counters are kept
-in a bounded TTL cache (`ttl` seconds of staleness, default `STALENESS`). A cached read may be up to
+Reads on the decision path are cheap: the first read takes a snapshot of every limit, error count,
+cooldown and in-flight count in one round trip, and it is kept in a bounded TTL cache (`ttl` seconds of
+staleness, default `STALENESS`) with the counters read on their own. A cached read may be up to
 `ttl` old: that is fine for ordering deployments, because the reservation made before the call — not
 this read — enforces hard limits. Cache entries are keyed by the counter's store key, which holds its
 window, so a window that rolls over is read fresh at once.
@@ -21,16 +22,18 @@ from typing import Any
 from cachetools import TTLCache
 
 from policyrouter.facts import MISSING
-from policyrouter.registry import Registry
+from policyrouter.registry import Deployment, Registry
 from policyrouter.state import layout as keys
 from policyrouter.state.errors import StateError
 from policyrouter.state.layout import Meter
-from policyrouter.state.model import Counter, LimitKind, Usage
+from policyrouter.state.model import Counter, LimitKind, Usage, share_left
 from policyrouter.state.store import StateStore, check_run_id, utc_now
 
 log = logging.getLogger("policyrouter.state")
 
 STALENESS = 1.0  # seconds a fact read may be cached
+_SNAPSHOT = "\0snapshot"  # the cache entry holding the counters read together
+_BATCH = 500  # counters per read (SQLite takes a bounded number of parameters per query)
 CACHE_SIZE = 4096  # counters kept at most
 
 
@@ -62,18 +65,77 @@ class LiveFacts:
         self._cache: TTLCache[str, Any] = TTLCache(maxsize=maxsize, ttl=ttl, timer=timer)
         self._lock = threading.Lock()
         self._pinned: datetime | None = None
+        self._held: dict[str, Counter] | None = None  # a decision view's snapshot, taken once
         self._tz = self.registry.settings.timezone
 
     def for_decision(self) -> LiveFacts:
         """A view with the time fixed at now, sharing this cache: one decision sees one instant."""
         view = copy.copy(self)
         view._pinned = self.now()
+        view._held = None
         return view
 
     def clear(self) -> None:
-        """Forget every cached read (e.g. after this process settled a call)."""
+        """Forget every cached read."""
         with self._lock:
             self._cache.clear()
+
+    def forget(self, deployment: Deployment) -> None:
+        """Forget the cached counters a call on `deployment` writes (after this process reserved,
+        settled or released one), so the next decision here reads them fresh; the rest stay cached."""
+        at, layout, run = self._at(), self.store.layout, self.run_id
+        quota = layout.quota(deployment.provider, at, run)
+        meters = [*layout.spend_meters(deployment, at, run), *layout.rate_meters(deployment, at)]
+        written = {m.key for m in meters} | {quota.key} if quota is not None else {m.key for m in meters}
+        p = deployment.provider
+        written |= {keys.errors_key(p), keys.cooldown_key(p), keys.inflight_key(p), keys.latency_key(p)}
+        with self._lock:
+            snapshot = self._cache.get(_SNAPSHOT)
+            if snapshot is not None:
+                self._cache[_SNAPSHOT] = {k: v for k, v in snapshot.items() if k not in written}
+            for key in written:
+                self._cache.pop(key, None)
+
+    def forget_round_robin(self, model: str) -> None:
+        """Forget the cached round-robin position of `model` (after this process moved it on)."""
+        with self._lock:
+            self._cache.pop(keys.round_robin_key(model), None)
+
+    # -- the snapshot: every counter a decision may read, in one round trip --------------------
+
+    def _snapshot(self) -> dict[str, Counter]:
+        """The counters of every limit, error count, cooldown and in-flight count, read together and
+        cached for `ttl` seconds; empty (each fact then reads on its own) if the store fails."""
+        if self._held is not None:
+            return self._held
+        with self._lock:
+            snapshot = self._cache.get(_SNAPSHOT)
+        if snapshot is None:
+            snapshot = self._read_snapshot()
+        if self._pinned is not None:
+            self._held = snapshot
+        return snapshot
+
+    def _read_snapshot(self) -> dict[str, Counter]:
+        wanted = self._snapshot_keys()
+        try:
+            counters = [c for i in range(0, len(wanted), _BATCH) for c in self.store.read(wanted[i : i + _BATCH])]
+        except StateError as e:
+            log.debug("%s; reading facts one by one", e)
+            return {}
+        snapshot = dict(zip(wanted, counters, strict=True))
+        with self._lock:
+            self._cache[_SNAPSHOT] = snapshot
+        return snapshot
+
+    def _snapshot_keys(self) -> list[str]:
+        at, layout, run = self._at(), self.store.layout, self.run_id
+        meters = [*layout.quota_meters(at, run), *layout.budget_meters(at, run), *layout.limited_rate_meters(at)]
+        providers = self.registry.providers
+        return [
+            *(m.key for m in meters),
+            *(f(p) for p in providers for f in (keys.errors_key, keys.cooldown_key, keys.inflight_key)),
+        ]
 
     # -- reading through the cache ------------------------------------------------------------
 
@@ -94,6 +156,9 @@ class LiveFacts:
         return value
 
     def _counter(self, key: str, closed: bool = False) -> Counter:
+        found = self._snapshot().get(key)
+        if found is not None:
+            return found
         return self._cached(key, lambda: self.store.read([key])[0], Counter(), self._closed(closed))
 
     def _closed(self, hard_budget: bool) -> bool:
@@ -125,7 +190,7 @@ class LiveFacts:
 
     def quota_left(self, provider: str) -> float:
         meter = self.store.layout.quota(provider, self._at(), self.run_id)
-        return 1.0 if meter is None else meter.usage(self._meter_counter(meter)).share_left
+        return 1.0 if meter is None else _share_left(self._meter_counter(meter), meter.limit)
 
     def spend(self, scope: str) -> float:
         meter = self.store.layout.spend(scope, self._at(), self.run_id)
@@ -136,7 +201,7 @@ class LiveFacts:
         meter = self.store.layout.spend(scope, self._at(), self.run_id)
         if meter is None or meter.limit is None:
             return 1.0
-        return meter.usage(self._meter_counter(meter)).share_left
+        return _share_left(self._meter_counter(meter), meter.limit)
 
     def rate(self, kind: str, key: str) -> float:
         """Requests / tokens this minute, counting calls in flight."""
@@ -170,3 +235,7 @@ class LiveFacts:
 
     def custom(self, name: str, arg: str | None) -> Any:
         return MISSING
+
+
+def _share_left(counter: Counter, limit: float | None) -> float:
+    return share_left(counter.used + max(0.0, counter.reserved), limit)

@@ -12,6 +12,15 @@ LimitKind = Literal["quota", "budget", "rpm", "tpm"]
 OpAction = Literal["add", "set", "push"]
 
 
+def share_left(taken: float, limit: float | None) -> float:
+    """0..1 of `limit` that `taken` (used and reserved) leaves; 1.0 without a limit."""
+    if limit is None:
+        return 1.0
+    if limit <= 0:  # as a dry run reads it: nothing used of nothing is all left
+        return 1.0 if taken <= 0 else 0.0
+    return min(1.0, max(0.0, 1.0 - taken / limit))
+
+
 @dataclass(frozen=True, slots=True)
 class Counter:
     """One counter as stored: settled use, and the part held by live reservations."""
@@ -41,11 +50,7 @@ class Usage:
     @property
     def share_left(self) -> float:
         """0..1 of the limit not used or reserved; 1.0 without a limit."""
-        if self.limit is None:
-            return 1.0
-        if self.limit <= 0:  # as a dry run reads it: nothing used of nothing is all left
-            return 1.0 if self.used + self.reserved <= 0 else 0.0
-        return min(1.0, max(0.0, 1.0 - (self.used + self.reserved) / self.limit))
+        return share_left(self.used + self.reserved, self.limit)
 
     @property
     def over(self) -> bool:

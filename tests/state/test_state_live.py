@@ -38,16 +38,20 @@ def test_live_facts_is_a_fact_source(clock: FakeClock) -> None:
     assert f.budget_left("week") == 1.0  # counted, but no budget on it
 
 
-def test_each_fact_reads_only_its_counter_and_is_cached(clock: FakeClock) -> None:
+def test_facts_come_from_one_snapshot_read_and_are_cached(clock: FakeClock) -> None:
     registry = make_registry()
     store = CountingStore(registry, clock=clock)
     f = LiveFacts(store, ttl=1.0)
     f.quota_left("work")
     f.quota_left("work")
     f.errors("work")
-    assert len(store.reads) == 2
-    assert store.reads[0] == [store.layout.quota("work", clock(), store.run_id).key]  # type: ignore[union-attr]
-    assert store.reads[1] == ["errors:work"]
+    f.cooldown("personal")
+    assert len(store.reads) == 1  # every limit, error count and cooldown in one round trip
+    quota_key = store.layout.quota("work", clock(), store.run_id).key  # type: ignore[union-attr]
+    assert {quota_key, "errors:work", "cooldown:personal"} <= set(store.reads[0])
+    f.round_robin("sonnet")  # not in the snapshot: read on its own, then cached
+    f.round_robin("sonnet")
+    assert store.reads[1:] == [["rr:sonnet"]]
 
 
 def test_cached_reads_are_stale_for_at_most_ttl(clock: FakeClock) -> None:
@@ -86,9 +90,9 @@ def test_a_new_window_is_read_at_once_despite_the_cache(clock: FakeClock) -> Non
 def test_the_cache_is_bounded(clock: FakeClock) -> None:
     registry = make_registry()
     f = LiveFacts(MemoryStore(registry, clock=clock), maxsize=2)
-    for p in registry.providers:
-        f.errors(p)
-    assert len(f._cache) == 2
+    for model in registry.models:  # counters read one by one (outside the snapshot)
+        f.round_robin(model)
+    assert len(registry.models) > 2 and len(f._cache) == 2
 
 
 def test_a_decision_sees_one_instant(clock: FakeClock) -> None:
