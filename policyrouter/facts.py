@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from policyrouter.diagnostics import closest
 from policyrouter.quantities import QuantityError, parse_count, parse_duration, parse_money, parse_share
-from policyrouter.registry import Registry
+from policyrouter.registry import GLOBAL_BUDGETS, Registry
 
 MISSING: Any = object()
 
@@ -151,18 +151,19 @@ class StaticFacts:
 
     def _load(self, facts: dict[str, Any], custom: dict[str, Fact]) -> None:
         reg = self._registry
-        providers = tuple(reg.providers)
-        deployments = tuple(d.key for m in reg.models.values() for d in m.deployments)
-        scopes = (*reg.budgets, "run", "day", "week", "month", *providers, *reg.models)
-        per_key: dict[str, tuple[dict[Any, Any], Callable[[object], Any], tuple[str, ...]]] = {
+        # the names each key takes, listed only when a fact names one (a dry run is on the hot path)
+        providers: Callable[[], tuple[str, ...]] = lambda: tuple(reg.providers)  # noqa: E731
+        scopes = lambda: (*reg.budgets, *GLOBAL_BUDGETS, *reg.providers, *reg.models)  # noqa: E731
+        rate_keys = lambda: (*reg.providers, *(d.key for m in reg.models.values() for d in m.deployments))  # noqa: E731
+        per_key: dict[str, tuple[dict[Any, Any], Callable[[object], Any], Callable[[], tuple[str, ...]]]] = {
             "quota": (self._quota, parse_share, providers),
             "spend": (self._spend, parse_money, scopes),
-            "budget": (self._budget, parse_share, tuple(reg.budgets)),
+            "budget": (self._budget, parse_share, lambda: tuple(reg.budgets)),
             "errors": (self._errors, parse_count, providers),
             "latency": (self._latency, parse_duration, providers),
             "cooldown": (self._cooldown, parse_duration, providers),
             "in_flight": (self._in_flight, parse_count, providers),
-            "round_robin": (self._round_robin, lambda v: int(parse_count(v)), tuple(reg.models)),
+            "round_robin": (self._round_robin, lambda v: int(parse_count(v)), lambda: tuple(reg.models)),
         }
         for key, value in facts.items():
             if key in per_key:
@@ -171,7 +172,7 @@ class StaticFacts:
                     target[_name(key, name, names)] = _parse((key, name), parse, raw)
             elif key in ("rpm", "tpm"):
                 for name, raw in _mapping(key, value).items():
-                    self._rate[(key, _name(key, name, providers + deployments))] = _parse((key, name), parse_count, raw)
+                    self._rate[(key, _name(key, name, rate_keys))] = _parse((key, name), parse_count, raw)
             elif key in ("hour", "weekday"):
                 n = _parse((key,), parse_count, value)
                 lo, hi = (0, 23) if key == "hour" else (1, 7)
@@ -260,7 +261,8 @@ def _mapping(key: str, value: object) -> Mapping[str, Any]:
     return value
 
 
-def _name(key: str, name: object, names: tuple[str, ...]) -> str:
+def _name(key: str, name: object, known: Callable[[], tuple[str, ...]]) -> str:
+    names = known()
     if name in names:
         return str(name)
     guess = closest(str(name), names)
