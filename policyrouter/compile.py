@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policyrouter import ast, program
+from policyrouter.collector import without_collector
 from policyrouter.diagnostics import Diagnostic, Span, did_you_mean
 from policyrouter.eligibility import check_for
 from policyrouter.facts import MISSING, Fact
@@ -78,6 +79,7 @@ class _Lowered:
     settled: bool = False  # a comparison inside was found to always or never hold (and said so)
 
 
+@without_collector
 def compile_program(
     registry: Registry,
     files: Sequence[ast.PolicyFile],

@@ -6,14 +6,13 @@ diagnostic instead of stopping at the first, so `check` can show them all at onc
 
 from __future__ import annotations
 
-import gc
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from policyrouter import ast
+from policyrouter.collector import collector_paused
 from policyrouter.compile import compile_program
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import ConfigError
@@ -64,21 +63,8 @@ def config_dirs(root: Path) -> list[Path]:
 def load_config(directory: Path, custom_facts: Mapping[str, Fact] | None = None, *, deep: bool = False) -> Config:
     """Read, parse, compile and lint a config directory. `deep` adds the lints that search for
     requests a route leaves with nothing (what `check` runs; loading a router skips them)."""
-    with _collector_paused():
+    with collector_paused():
         return _load(directory, custom_facts, deep)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Loading allocates many small objects that all live on; Python's cyclic collector would walk
-    them again and again and make loading grow faster than the config. Pause it, then restore it."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool) -> Config:

@@ -14,6 +14,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.tree import Meta
 
 from policyrouter import ast
+from policyrouter.collector import without_collector
 from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
 from policyrouter.errors import ConfigError
 from policyrouter.quantities import QuantityError, parse_quantity
@@ -50,6 +51,7 @@ class _SyntaxProblem(Exception):
         self.diagnostic = Diagnostic("syntax", message, span, help=help)
 
 
+@without_collector
 def parse_policy(text: str, path: str = "<policy>") -> ast.PolicyFile:
     """Parse one policy file. Raises ConfigError with a `syntax` diagnostic on bad input."""
     source = Source(path, text)

@@ -96,6 +96,11 @@ class Layout:
         span = self._span(quota.window, at, run_id)
         return Meter("quota", provider, quota.unit, f"quota:{provider}|{span.key}", span, quota.limit, quota.hard)
 
+    def quota_key(self, provider: str, at: datetime, run_id: str) -> str | None:
+        """The key of `quota()`'s counter without building the meter (the decision path reads many)."""
+        quota = self.registry.providers[provider].quota
+        return None if quota is None else f"quota:{provider}|{self._span(quota.window, at, run_id).key}"
+
     def spend(self, scope: str, at: datetime, run_id: str) -> Meter | None:
         """The spend counter of a budget scope; `run`/`day`/`week`/`month` are counted even without a
         budget. None for a provider or model without a budget of its own: nothing counts it."""
@@ -107,6 +112,12 @@ class Layout:
             span = self._span(Window(scope), at, run_id)
             return Meter("budget", scope, "usd", f"spend:{scope}|{span.key}", span, None, False)
         return None
+
+    def spend_key(self, scope: str, at: datetime, run_id: str) -> str | None:
+        """The key of `spend()`'s counter without building the meter."""
+        budget = self.registry.budgets.get(scope)
+        window = budget.window if budget is not None else Window(scope) if scope in GLOBAL_BUDGETS else None
+        return None if window is None else f"spend:{scope}|{self._span(window, at, run_id).key}"
 
     def spend_meters(self, deployment: Deployment, at: datetime, run_id: str) -> list[Meter]:
         """Every spend counter a call on `deployment` adds to: the global scopes and its budgets."""
@@ -125,6 +136,10 @@ class Layout:
         span = self._span(MINUTE, at, "")
         unit = "requests" if kind == "rpm" else "tokens"
         return Meter(kind, key, unit, f"{kind}:{key}|{span.key}", span, limit, limit is not None)
+
+    def rate_key(self, kind: str, key: str, at: datetime) -> str:
+        """The key of `rate()`'s counter without building the meter."""
+        return f"{kind}:{key}|{self._span(MINUTE, at, '').key}"
 
     def _rate_limit(self, kind: str, key: str) -> float | None:
         limits: object = self.registry.providers.get(key)

@@ -189,26 +189,32 @@ class LiveFacts:
     # -- FactSource ---------------------------------------------------------------------------
 
     def quota_left(self, provider: str) -> float:
-        meter = self.store.layout.quota(provider, self._at(), self.run_id)
-        return 1.0 if meter is None else _share_left(self._meter_counter(meter), meter.limit)
+        quota = self.registry.providers[provider].quota
+        if quota is None:
+            return 1.0
+        key = self.store.layout.quota_key(provider, self._at(), self.run_id)
+        return _share_left(self._counter(key), quota.limit)  # type: ignore[arg-type]
 
     def spend(self, scope: str) -> float:
-        meter = self.store.layout.spend(scope, self._at(), self.run_id)
-        return 0.0 if meter is None else self._meter_counter(meter).used
+        key = self.store.layout.spend_key(scope, self._at(), self.run_id)
+        if key is None:
+            return 0.0
+        budget = self.registry.budgets.get(scope)
+        return self._counter(key, closed=budget is not None and budget.hard).used
 
     def budget_left(self, scope: str) -> float:
         """Share of the budget not spent nor held by live reservations."""
-        meter = self.store.layout.spend(scope, self._at(), self.run_id)
-        if meter is None or meter.limit is None:
+        budget = self.registry.budgets.get(scope)
+        key = self.store.layout.spend_key(scope, self._at(), self.run_id)
+        if budget is None or key is None:
             return 1.0
-        return _share_left(self._meter_counter(meter), meter.limit)
+        return _share_left(self._counter(key, closed=budget.hard), budget.usd)
 
     def rate(self, kind: str, key: str) -> float:
         """Requests / tokens this minute, counting calls in flight."""
         if kind not in ("rpm", "tpm"):
             raise ValueError(f"unknown rate `{kind}`")
-        meter = self.store.layout.rate(kind, key, self._at())  # type: ignore[arg-type]
-        return self._meter_counter(meter).total
+        return self._counter(self.store.layout.rate_key(kind, key, self._at())).total
 
     def errors(self, provider: str) -> float:
         return self._counter(keys.errors_key(provider)).used
