@@ -14,7 +14,7 @@ Each outcome keeps the decision it was judged on, for coverage (`policyrouter.co
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -347,7 +347,3 @@ def _unknown_key(source: Source, mapping: Any, key: Any, allowed: Sequence[str])
 
 def _indent(text: str) -> str:
     return "\n".join(("  " + line) if line else "" for line in text.splitlines())
-
-
-def iter_failures(outcomes: Sequence[Outcome]) -> Iterator[Outcome]:
-    return (o for o in outcomes if not o.passed)

@@ -86,9 +86,6 @@ class Diagnostic:
             return (self.path or "", 0, 0, self.code)
         return (self.span.path, self.span.line, self.span.column, self.code)
 
-    def as_warning(self) -> Diagnostic:
-        return Diagnostic(self.code, self.message, self.span, "warning", self.help, self.path)
-
     def as_error(self) -> Diagnostic:
         return Diagnostic(self.code, self.message, self.span, "error", self.help, self.path)
 
