@@ -10,7 +10,6 @@ import random
 import zlib
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
 from typing import Any
 
 from policyrouter.decision import ConditionResult, Decision, Exclusion, Request, Step
@@ -245,7 +244,3 @@ def _listing(names: list[str]) -> str:
 
 def _or_inf(value: float | None) -> float:
     return float("inf") if value is None else value
-
-
-def _next_minute(now: datetime) -> datetime:
-    return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
