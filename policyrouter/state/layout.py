@@ -66,6 +66,17 @@ class Meter:
         return max(1.0, (span.end - now).total_seconds() + min(MAX_MARGIN, length))
 
 
+@dataclass(frozen=True, slots=True)
+class CallMeters:
+    """The meters one call on a deployment touches, valid for instants in [start, end)."""
+
+    quota: Meter | None
+    spends: tuple[Meter, ...]
+    rates: tuple[Meter, ...]
+    start: datetime
+    end: datetime
+
+
 class Layout:
     """The meters of one registry. `run_id` names the `run` windows."""
 
@@ -77,6 +88,7 @@ class Layout:
         self._latest: dict[tuple[str, datetime | None, str], WindowSpan] = {}
         self._rate_limits: dict[tuple[str, str], float | None] = {}
         self._scopes: dict[str, tuple[str, ...]] = {}
+        self._calls: dict[tuple[str, str], CallMeters] = {}
 
     def _span(self, window: Window, at: datetime, run_id: str) -> WindowSpan:
         key = (window.name, window.anchor, run_id)
@@ -148,6 +160,24 @@ class Layout:
             found = self.registry.models.get(model)
             limits = next((d for d in found.deployments if d.provider == provider), None) if found else None
         return getattr(limits, kind, None)  # unknown names are counted but have no limit
+
+    def call_meters(self, deployment: Deployment, at: datetime, run_id: str) -> CallMeters:
+        """Every meter a call on `deployment` touches, kept while `at` stays inside all their windows:
+        reserve and settle of the same deployment ask for the same meters many times a minute."""
+        cached = self._calls.get((deployment.key, run_id))
+        if cached is not None and cached.start <= at < cached.end:
+            return cached
+        quota = self.quota(deployment.provider, at, run_id)
+        spends = tuple(self.spend_meters(deployment, at, run_id))
+        rates = tuple(self.rate_meters(deployment, at))
+        spans = [m.span for m in (*spends, *rates, *((quota,) if quota else ())) if m.span.end is not None]
+        start = max((s.start for s in spans if s.start is not None), default=at)
+        end = min((s.end for s in spans if s.end is not None), default=at)
+        meters = CallMeters(quota, spends, rates, start, end)
+        if len(self._calls) > 4096:
+            self._calls.clear()
+        self._calls[(deployment.key, run_id)] = meters
+        return meters
 
     def rate_meters(self, deployment: Deployment, at: datetime) -> list[Meter]:
         keys = (deployment.provider, deployment.key)

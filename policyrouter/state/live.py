@@ -83,18 +83,16 @@ class LiveFacts:
     def forget(self, deployment: Deployment) -> None:
         """Forget the cached counters a call on `deployment` writes (after this process reserved,
         settled or released one), so the next decision here reads them fresh; the rest stay cached."""
-        at, layout, run = self._at(), self.store.layout, self.run_id
-        quota = layout.quota(deployment.provider, at, run)
-        meters = [*layout.spend_meters(deployment, at, run), *layout.rate_meters(deployment, at)]
-        written = {m.key for m in meters} | {quota.key} if quota is not None else {m.key for m in meters}
+        meters = self.store.layout.call_meters(deployment, self._at(), self.run_id)
         p = deployment.provider
-        written |= {keys.errors_key(p), keys.cooldown_key(p), keys.inflight_key(p), keys.latency_key(p)}
+        written = [m.key for m in (*meters.spends, *meters.rates, *((meters.quota,) if meters.quota else ()))]
+        written += [keys.errors_key(p), keys.cooldown_key(p), keys.inflight_key(p), keys.latency_key(p)]
         with self._lock:
             snapshot = self._cache.get(_SNAPSHOT)
-            if snapshot is not None:
-                self._cache[_SNAPSHOT] = {k: v for k, v in snapshot.items() if k not in written}
             for key in written:
                 self._cache.pop(key, None)
+                if snapshot is not None:
+                    snapshot.pop(key, None)  # a missing counter is read on its own, fresh
 
     def forget_round_robin(self, model: str) -> None:
         """Forget the cached round-robin position of `model` (after this process moved it on)."""

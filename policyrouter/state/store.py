@@ -174,14 +174,15 @@ class StateStore(ABC):
     def _plan(self, deployment: Deployment, tokens: float, cost: float, now: datetime, run: str) -> list[Step]:
         """The limits a call on `deployment` touches."""
         plan: list[Step] = []
-        quota = self.layout.quota(deployment.provider, now, run)
+        meters = self.layout.call_meters(deployment, now, run)
+        quota = meters.quota
         if quota is not None:
             amount = {"tokens": tokens, "requests": 1.0, "usd": cost}[quota.unit]
             plan.append(Step(quota, amount, amount, quota.hard))
-        for m in self.layout.spend_meters(deployment, now, run):
+        for m in meters.spends:
             if m.limit is not None:  # a free call never breaks a budget
                 plan.append(Step(m, cost, cost, m.hard and cost > 0))
-        for m in self.layout.rate_meters(deployment, now):
+        for m in meters.rates:
             # a rate window refuses when full: it must have room for one more request / token
             plan.append(Step(m, 1.0 if m.kind == "rpm" else tokens, 1.0, m.limit is not None))
         return plan
@@ -214,13 +215,14 @@ class StateStore(ABC):
         run = reservation.run_id
         tokens = input_tokens + output_tokens
         ops: list[Op] = []
-        quota = self.layout.quota(d.provider, now, run)
+        meters = self.layout.call_meters(d, now, run)
+        quota = meters.quota
         if quota is not None:
             amount = {"tokens": tokens, "requests": 1.0, "usd": cost}[quota.unit]
             ops.append(Op("add", quota.key, amount, quota.ttl(now)))
         if cost:
-            ops += [Op("add", m.key, cost, m.ttl(now)) for m in self.layout.spend_meters(d, now, run)]
-        for m in self.layout.rate_meters(d, now):
+            ops += [Op("add", m.key, cost, m.ttl(now)) for m in meters.spends]
+        for m in meters.rates:
             ops.append(Op("add", m.key, 1.0 if m.kind == "rpm" else tokens, m.ttl(now)))
         ops.append(
             Op("add", keys.errors_key(d.provider), 1.0) if error else Op("set", keys.errors_key(d.provider), 0.0)
@@ -238,7 +240,8 @@ class StateStore(ABC):
         if error is not None:
             d = reservation.deployment
             ops.append(Op("add", keys.errors_key(d.provider), 1.0))
-            ops += [Op("add", m.key, 1.0, m.ttl(now)) for m in self.layout.rate_meters(d, now) if m.kind == "rpm"]
+            rates = self.layout.call_meters(d, now, reservation.run_id).rates
+            ops += [Op("add", m.key, 1.0, m.ttl(now)) for m in rates if m.kind == "rpm"]
         self._finish_or_keep(now, reservation, ops)
 
     def _finish_state(self, reservation: Reservation, state: Literal["settled", "released"]) -> None:
