@@ -62,8 +62,7 @@ class Meter:
         span = self.span
         if span.start is None or span.end is None:
             return RUN_TTL
-        length = (span.end - span.start).total_seconds()
-        return max(1.0, (span.end - now).total_seconds() + min(MAX_MARGIN, length))
+        return max(1.0, span.end_ts - now.timestamp() + min(MAX_MARGIN, span.length))
 
 
 @dataclass(frozen=True, slots=True)

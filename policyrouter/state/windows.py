@@ -13,7 +13,7 @@ rollover needs no reset job, and an old window's counter simply stops being read
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
 from policyrouter.registry import Window
@@ -30,6 +30,13 @@ class WindowSpan:
     key: str
     start: datetime | None
     end: datetime | None
+    end_ts: float = field(init=False, repr=False, compare=False)  # `end` in epoch seconds (0 for a run)
+    length: float = field(init=False, repr=False, compare=False)  # seconds from start to end (0 for a run)
+
+    def __post_init__(self) -> None:
+        bounded = self.start is not None and self.end is not None
+        object.__setattr__(self, "end_ts", self.end.timestamp() if bounded else 0.0)  # type: ignore[union-attr]
+        object.__setattr__(self, "length", (self.end - self.start).total_seconds() if bounded else 0.0)  # type: ignore[operator]
 
     def seconds_left(self, at: datetime) -> float | None:
         return None if self.end is None else max(0.0, (self.end - at).total_seconds())
