@@ -66,6 +66,7 @@ class LiveFacts:
         self._lock = threading.Lock()
         self._pinned: datetime | None = None
         self._held: dict[str, Counter] | None = None  # a decision view's snapshot, taken once
+        self._stale: set[str] = set()  # counters this process wrote since they were cached
         self._tz = self.registry.settings.timezone
 
     def for_decision(self) -> LiveFacts:
@@ -86,13 +87,20 @@ class LiveFacts:
         meters = self.store.layout.call_meters(deployment, self._at(), self.run_id)
         p = deployment.provider
         written = [m.key for m in (*meters.spends, *meters.rates, *((meters.quota,) if meters.quota else ()))]
-        written += [keys.errors_key(p), keys.cooldown_key(p), keys.inflight_key(p), keys.latency_key(p)]
+        written += [keys.errors_key(p), keys.cooldown_key(p), keys.inflight_key(p)]
+        self._stale.update(written)  # cheap here: the next snapshot read refreshes them in one round trip
+        self._stale.add(keys.latency_key(p))  # samples, not a counter: dropped when next read
+
+    def _drop_if_stale(self, key: str) -> None:
+        if key not in self._stale:
+            return
         with self._lock:
+            self._stale.discard(key)
+            self._cache.pop(key, None)
             snapshot = self._cache.get(_SNAPSHOT)
-            for key in written:
-                self._cache.pop(key, None)
-                if snapshot is not None:
-                    snapshot.pop(key, None)  # a missing counter is read on its own, fresh
+            for held in (snapshot, self._held):
+                if held is not None:
+                    held.pop(key, None)  # a missing counter is read on its own, fresh
 
     def forget_round_robin(self, model: str) -> None:
         """Forget the cached round-robin position of `model` (after this process moved it on)."""
@@ -110,6 +118,8 @@ class LiveFacts:
             snapshot = self._cache.get(_SNAPSHOT)
         if snapshot is None:
             snapshot = self._read_snapshot()
+        elif self._stale:
+            self._refresh(snapshot)
         if self._pinned is not None:
             self._held = snapshot
         return snapshot
@@ -124,7 +134,22 @@ class LiveFacts:
         snapshot = dict(zip(wanted, counters, strict=True))
         with self._lock:
             self._cache[_SNAPSHOT] = snapshot
+            self._stale.difference_update(wanted)
         return snapshot
+
+    def _refresh(self, snapshot: dict[str, Counter]) -> None:
+        """Re-read, in one round trip, the snapshot's counters this process wrote since it was taken."""
+        stale = [k for k in list(self._stale) if k in snapshot]
+        if not stale:
+            return
+        try:
+            counters = self.store.read(stale)
+        except StateError as e:
+            log.debug("%s; reading facts one by one", e)
+            return  # `_counter` drops each stale counter and reads it on its own
+        with self._lock:
+            snapshot.update(zip(stale, counters, strict=True))
+            self._stale.difference_update(stale)
 
     def _snapshot_keys(self) -> list[str]:
         at, layout, run = self._at(), self.store.layout, self.run_id
@@ -154,6 +179,7 @@ class LiveFacts:
         return value
 
     def _counter(self, key: str, closed: bool = False) -> Counter:
+        self._drop_if_stale(key)
         found = self._snapshot().get(key)
         if found is not None:
             return found
@@ -219,6 +245,7 @@ class LiveFacts:
 
     def latency(self, provider: str) -> float | None:
         key = keys.latency_key(provider)
+        self._drop_if_stale(key)
         samples = self._cached(key, lambda: self.store.samples(key), [], self._closed(False))
         return statistics.median(samples) if samples else None
 
