@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import policyrouter  # noqa: E402
+from benchmarks.workloads import EXAMPLE_REQUESTS  # noqa: E402
 from policyrouter.decision import Request  # noqa: E402
 from policyrouter.evaluate import decide  # noqa: E402
 from policyrouter.facts import StaticFacts  # noqa: E402
@@ -41,12 +42,7 @@ def floor_peer() -> Callable[[], object]:
 
 def cases() -> list[tuple[str, Callable[[], object]]]:
     out = []
-    for directory, model, facts, tokens in (
-        ("first-policy", "sonnet", {"quota": {"work": "15%"}}, 0),
-        ("subscriptions", "sonnet", {"quota": {"work": "50%"}, "spend": {"run": 1.2}}, 2000),
-        ("language-tour", "sonnet", {"quota": {"work": "50%"}}, 2000),
-        ("swe-agent", "gpt-4o", {"errors": {"openai": 1}}, 3000),
-    ):
+    for directory, model, facts, tokens in EXAMPLE_REQUESTS:
         router = policyrouter.load(ROOT / "policies" / directory)
         source = StaticFacts(router.registry, facts)
         request = Request(model, tokens=tokens)

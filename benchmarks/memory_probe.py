@@ -5,8 +5,9 @@ its peak RSS from `wait4`; the probe writes what it saw along the way as JSON to
     python benchmarks/memory_probe.py litellm --decisions 100000 --out probe.json
 
 `policyrouter`: load the four shipped example configs and decide, in turn, one request per example
-(the cases of `bench_decide.py`), through `Router.decide` with dry-run facts. `litellm`: import litellm
-and ask a `Router` over two deployments (simple-shuffle) for a deployment, as many times.
+(`workloads.EXAMPLE_REQUESTS`, as `bench_decide.py` decides them), through `Router.decide` with
+dry-run facts. `litellm`: import litellm and ask a `Router` over two deployments (simple-shuffle) for
+a deployment, as many times.
 """
 
 from __future__ import annotations
@@ -30,15 +31,11 @@ def peak_mib() -> float:
 
 def policyrouter_decider() -> Callable[[int], object]:
     import policyrouter
+    from benchmarks.workloads import EXAMPLE_REQUESTS
     from policyrouter.facts import StaticFacts
 
     cases = []
-    for directory, model, facts, tokens in (
-        ("first-policy", "sonnet", {"quota": {"work": "15%"}}, 0),
-        ("subscriptions", "sonnet", {"quota": {"work": "50%"}, "spend": {"run": 1.2}}, 2000),
-        ("language-tour", "sonnet", {"quota": {"work": "50%"}}, 2000),
-        ("swe-agent", "gpt-4o", {"errors": {"openai": 1}}, 3000),
-    ):
+    for directory, model, facts, tokens in EXAMPLE_REQUESTS:
         router = policyrouter.load(ROOT / "policies" / directory)
         cases.append((router, model, StaticFacts(router.registry, facts), tokens))
 

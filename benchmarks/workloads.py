@@ -22,6 +22,14 @@ MESSAGES = [{"role": "user", "content": "Write a haiku about routing tables."}]
 QUOTA_LIMIT = 1_000_000_000  # tokens per 5h window: mock calls at thousands a second never use it up
 API_KEY_ENV = "POLICYROUTER_BENCH_KEY"  # set by the harness; mock calls never send it anywhere
 
+# One request per shipped example config: (directory under policies/, model, dry-run facts, tokens).
+EXAMPLE_REQUESTS: tuple[tuple[str, str, dict[str, Any], int], ...] = (
+    ("first-policy", "sonnet", {"quota": {"work": "15%"}}, 0),
+    ("subscriptions", "sonnet", {"quota": {"work": "50%"}, "spend": {"run": 1.2}}, 2000),
+    ("language-tour", "sonnet", {"quota": {"work": "50%"}}, 2000),
+    ("swe-agent", "gpt-4o", {"errors": {"openai": 1}}, 3000),
+)
+
 # The card's policy, as the README writes it.
 CARD_POLICY = "route sonnet when quota(work) > 20% prefer work else personal\n"
 
