@@ -188,7 +188,10 @@ def decision_section(results: Results, effort: Effort, tmp: Path, redis_url: str
                             continue
                         key = f"decision/N={n}/policyrouter/{policy}/{kind}"
                         source = sources[kind]
-                        cases[key] = lambda p=program, s=source: decide(p, request, s)
+                        if kind == "dry-run":
+                            cases[key] = lambda p=program, s=source: decide(p, request, s)
+                        else:  # as `Router.decide` does: a view pinned to one instant per decision
+                            cases[key] = lambda p=program, s=source: decide(p, request, s.for_decision())
                         names[key] = f"policyrouter decide(), {policy} policy, {SOURCE_NAMES[kind]}"
                 for strategy in peers.STRATEGIES:
                     router = peers.litellm_router(n, strategy)

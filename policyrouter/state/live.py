@@ -1,17 +1,22 @@
 """`LiveFacts`: the evaluator's `FactSource` over a state store.
 
-Reads on the decision path are cheap: the first read takes a snapshot of every limit, error count,
-cooldown and in-flight count in one round trip, and it is kept in a bounded TTL cache (`ttl` seconds of
-staleness, default `STALENESS`) with the counters read on their own. A cached read may be up to
-`ttl` old: that is fine for ordering deployments, because the reservation made before the call — not
-this read — enforces hard limits. Cache entries are keyed by the counter's store key, which holds its
-window, so a window that rolls over is read fresh at once.
+Reads on the decision path are cheap: the first read takes a snapshot of every limit, spend, error
+count, cooldown and in-flight count in one round trip and keeps it `ttl` seconds (default
+`STALENESS`); counters read on their own are kept as long, in a bounded TTL cache. A cached read may be
+up to `ttl` old: that is fine for ordering deployments, because the reservation made before the call —
+not this read — enforces hard limits. Counters are keyed by their store key, which holds the window,
+so a window that rolls over is read fresh at once.
+
+A decision view (`for_decision`) also keeps the fact values it works out — a quota's share left, a
+budget's, a cooldown's end — with the snapshot they came from, so the decisions that follow read them
+as a dict lookup, like dry-run facts. They go when the snapshot does: when it expires, when this process
+writes one of its counters (`forget`), or when one of its windows ends.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
+import math
 import statistics
 import threading
 import time
@@ -22,7 +27,7 @@ from typing import Any
 from cachetools import TTLCache
 
 from policyrouter.facts import MISSING
-from policyrouter.registry import Deployment, Registry
+from policyrouter.registry import GLOBAL_BUDGETS, Deployment, Registry
 from policyrouter.state import layout as keys
 from policyrouter.state.errors import StateError
 from policyrouter.state.layout import Meter
@@ -32,9 +37,38 @@ from policyrouter.state.store import StateStore, check_run_id, utc_now
 log = logging.getLogger("policyrouter.state")
 
 STALENESS = 1.0  # seconds a fact read may be cached
-_SNAPSHOT = "\0snapshot"  # the cache entry holding the counters read together
 _BATCH = 500  # counters per read (SQLite takes a bounded number of parameters per query)
 CACHE_SIZE = 4096  # counters kept at most
+
+
+class _Snapshot:
+    """The counters read together (by store key), kept until `expires` (on the cache's timer) and valid
+    for instants before `until` (the end of the first of their windows to end), and the fact values
+    worked out from them (`facts`; None when the read failed, so nothing is kept)."""
+
+    __slots__ = ("counters", "expires", "facts", "until")
+
+    def __init__(self, counters: dict[str, Counter], expires: float, until: float, keep: bool = True) -> None:
+        self.counters = counters
+        self.expires = expires
+        self.until = until
+        self.facts: _Derived | None = _Derived() if keep else None
+
+
+class _Derived:
+    """Fact values worked out from one snapshot's counters, by fact and name. A cooldown is kept as the
+    instant it ends, since the seconds left depend on the decision's instant."""
+
+    __slots__ = ("budget", "cooling_until", "errors", "in_flight", "quota", "rate", "spend")
+
+    def __init__(self) -> None:
+        self.quota: dict[str, float] = {}
+        self.spend: dict[str, float] = {}
+        self.budget: dict[str, float] = {}
+        self.rate: dict[tuple[str, str], float] = {}
+        self.errors: dict[str, float] = {}
+        self.cooling_until: dict[str, float] = {}
+        self.in_flight: dict[str, float] = {}
 
 
 class LiveFacts:
@@ -62,24 +96,40 @@ class LiveFacts:
         self.request_id: str | None = None
         wall_clock = self.clock is utc_now
         timer: Callable[[], float] = time.monotonic if wall_clock else (lambda: self.clock().timestamp())
+        self._timer = timer
         self._cache: TTLCache[str, Any] = TTLCache(maxsize=maxsize, ttl=ttl, timer=timer)
+        self._latest: list[_Snapshot | None] = [None]  # the snapshot, shared with decision views
         self._lock = threading.Lock()
         self._pinned: datetime | None = None
-        self._held: dict[str, Counter] | None = None  # a decision view's snapshot, taken once
+        self._pinned_ts = 0.0  # the same instant, in epoch seconds
+        self._held: _Snapshot | None = None  # a decision view's snapshot, taken once
+        self._facts: _Derived | None = None  # a decision view's kept fact values
         self._stale: set[str] = set()  # counters this process wrote since they were cached
         self._tz = self.registry.settings.timezone
 
     def for_decision(self) -> LiveFacts:
-        """A view with the time fixed at now, sharing this cache: one decision sees one instant."""
-        view = copy.copy(self)
-        view._pinned = self.now()
+        """A view with the time fixed at now, sharing this cache: one decision sees one instant. It
+        takes the snapshot at once, and with it the fact values earlier decisions worked out from it."""
+        view = LiveFacts.__new__(LiveFacts)
+        view.__dict__.update(self.__dict__)  # shares the cache, the lock and the snapshot
+        at = view._pinned = self.now()
+        view._pinned_ts = at.timestamp()
         view._held = None
+        snapshot = view._snapshot()
+        if view._pinned_ts >= snapshot.until and snapshot.facts is not None:  # a window ended: new keys
+            with self._lock:
+                if self._latest[0] is snapshot:
+                    self._latest[0] = None
+            view._held = None
+            snapshot = view._snapshot()
+        view._facts = snapshot.facts
         return view
 
     def clear(self) -> None:
         """Forget every cached read."""
         with self._lock:
             self._cache.clear()
+            self._latest[0] = None
 
     def forget(self, deployment: Deployment) -> None:
         """Forget the cached counters a call on `deployment` writes (after this process reserved,
@@ -90,6 +140,10 @@ class LiveFacts:
         written += [keys.errors_key(p), keys.cooldown_key(p), keys.inflight_key(p)]
         self._stale.update(written)  # cheap here: the next snapshot read refreshes them in one round trip
         self._stale.add(keys.latency_key(p))  # samples, not a counter: dropped when next read
+        with self._lock:
+            snapshot = self._latest[0]
+            if snapshot is not None and snapshot.facts is not None:
+                snapshot.facts = _Derived()  # replaced, not cleared: a decision under way keeps its own
 
     def _drop_if_stale(self, key: str) -> None:
         if key not in self._stale:
@@ -97,10 +151,9 @@ class LiveFacts:
         with self._lock:
             self._stale.discard(key)
             self._cache.pop(key, None)
-            snapshot = self._cache.get(_SNAPSHOT)
-            for held in (snapshot, self._held):
+            for held in (self._latest[0], self._held):
                 if held is not None:
-                    held.pop(key, None)  # a missing counter is read on its own, fresh
+                    held.counters.pop(key, None)  # a missing counter is read on its own, fresh
 
     def forget_round_robin(self, model: str) -> None:
         """Forget the cached round-robin position of `model` (after this process moved it on)."""
@@ -109,14 +162,13 @@ class LiveFacts:
 
     # -- the snapshot: every counter a decision may read, in one round trip --------------------
 
-    def _snapshot(self) -> dict[str, Counter]:
-        """The counters of every limit, error count, cooldown and in-flight count, read together and
-        cached for `ttl` seconds; empty (each fact then reads on its own) if the store fails."""
+    def _snapshot(self) -> _Snapshot:
+        """The counters of every limit, spend, error count, cooldown and in-flight count, read together
+        and cached for `ttl` seconds; empty (each fact then reads on its own) if the store fails."""
         if self._held is not None:
             return self._held
-        with self._lock:
-            snapshot = self._cache.get(_SNAPSHOT)
-        if snapshot is None:
+        snapshot = self._latest[0]
+        if snapshot is None or self._timer() >= snapshot.expires:
             snapshot = self._read_snapshot()
         elif self._stale:
             self._refresh(snapshot)
@@ -124,22 +176,30 @@ class LiveFacts:
             self._held = snapshot
         return snapshot
 
-    def _read_snapshot(self) -> dict[str, Counter]:
-        wanted = self._snapshot_keys()
+    def _read_snapshot(self) -> _Snapshot:
+        at = self._at()
+        meters = self._snapshot_meters(at)
+        providers = self.registry.providers
+        wanted = [
+            *(m.key for m in meters),
+            *(f(p) for p in providers for f in (keys.errors_key, keys.cooldown_key, keys.inflight_key)),
+        ]
         try:
             counters = [c for i in range(0, len(wanted), _BATCH) for c in self.store.read(wanted[i : i + _BATCH])]
         except StateError as e:
             log.debug("%s; reading facts one by one", e)
-            return {}
-        snapshot = dict(zip(wanted, counters, strict=True))
+            return _Snapshot({}, -math.inf, -math.inf, keep=False)
+        ends = (m.span.end_ts for m in meters if m.span.end is not None)
+        expires = self._timer() + self.ttl
+        snapshot = _Snapshot(dict(zip(wanted, counters, strict=True)), expires, min(ends, default=math.inf))
         with self._lock:
-            self._cache[_SNAPSHOT] = snapshot
+            self._latest[0] = snapshot
             self._stale.difference_update(wanted)
         return snapshot
 
-    def _refresh(self, snapshot: dict[str, Counter]) -> None:
+    def _refresh(self, snapshot: _Snapshot) -> None:
         """Re-read, in one round trip, the snapshot's counters this process wrote since it was taken."""
-        stale = [k for k in list(self._stale) if k in snapshot]
+        stale = [k for k in list(self._stale) if k in snapshot.counters]
         if not stale:
             return
         try:
@@ -148,17 +208,14 @@ class LiveFacts:
             log.debug("%s; reading facts one by one", e)
             return  # `_counter` drops each stale counter and reads it on its own
         with self._lock:
-            snapshot.update(zip(stale, counters, strict=True))
+            snapshot.counters.update(zip(stale, counters, strict=True))
             self._stale.difference_update(stale)
 
-    def _snapshot_keys(self) -> list[str]:
-        at, layout, run = self._at(), self.store.layout, self.run_id
-        meters = [*layout.quota_meters(at, run), *layout.budget_meters(at, run), *layout.limited_rate_meters(at)]
-        providers = self.registry.providers
-        return [
-            *(m.key for m in meters),
-            *(f(p) for p in providers for f in (keys.errors_key, keys.cooldown_key, keys.inflight_key)),
-        ]
+    def _snapshot_meters(self, at: datetime) -> list[Meter]:
+        layout, run = self.store.layout, self.run_id
+        scopes = dict.fromkeys((*self.registry.budgets, *GLOBAL_BUDGETS))  # a budget may be named `month`
+        spends = [m for s in scopes if (m := layout.spend(s, at, run)) is not None]
+        return [*layout.quota_meters(at, run), *spends, *layout.limited_rate_meters(at)]
 
     # -- reading through the cache ------------------------------------------------------------
 
@@ -180,7 +237,7 @@ class LiveFacts:
 
     def _counter(self, key: str, closed: bool = False) -> Counter:
         self._drop_if_stale(key)
-        found = self._snapshot().get(key)
+        found = self._snapshot().counters.get(key)
         if found is not None:
             return found
         return self._cached(key, lambda: self.store.read([key])[0], Counter(), self._closed(closed))
@@ -211,37 +268,74 @@ class LiveFacts:
         return meter.usage(self._meter_counter(meter))
 
     # -- FactSource ---------------------------------------------------------------------------
+    # In a decision view, each fact is worked out once per snapshot and kept in `_facts`, but only when
+    # its counter came with the snapshot: one read on its own has its own age, and stays in `_cache`.
+
+    def _from_snapshot(self, key: str) -> bool:
+        return self._held is not None and key in self._held.counters
 
     def quota_left(self, provider: str) -> float:
+        kept = self._facts
+        if kept is not None and (share := kept.quota.get(provider)) is not None:
+            return share
         quota = self.registry.providers[provider].quota
         if quota is None:
             return 1.0
         key = self.store.layout.quota_key(provider, self._at(), self.run_id)
-        return _share_left(self._counter(key), quota.limit)  # type: ignore[arg-type]
+        share = _share_left(self._counter(key), quota.limit)  # type: ignore[arg-type]
+        if kept is not None and self._from_snapshot(key):  # type: ignore[arg-type]
+            kept.quota[provider] = share
+        return share
 
     def spend(self, scope: str) -> float:
+        kept = self._facts
+        if kept is not None and (used := kept.spend.get(scope)) is not None:
+            return used
         key = self.store.layout.spend_key(scope, self._at(), self.run_id)
         if key is None:
             return 0.0
         budget = self.registry.budgets.get(scope)
-        return self._counter(key, closed=budget is not None and budget.hard).used
+        used = self._counter(key, closed=budget is not None and budget.hard).used
+        if kept is not None and self._from_snapshot(key):
+            kept.spend[scope] = used
+        return used
 
     def budget_left(self, scope: str) -> float:
         """Share of the budget not spent nor held by live reservations."""
+        kept = self._facts
+        if kept is not None and (share := kept.budget.get(scope)) is not None:
+            return share
         budget = self.registry.budgets.get(scope)
         key = self.store.layout.spend_key(scope, self._at(), self.run_id)
         if budget is None or key is None:
             return 1.0
-        return _share_left(self._counter(key, closed=budget.hard), budget.usd)
+        share = _share_left(self._counter(key, closed=budget.hard), budget.usd)
+        if kept is not None and self._from_snapshot(key):
+            kept.budget[scope] = share
+        return share
 
     def rate(self, kind: str, key: str) -> float:
         """Requests / tokens this minute, counting calls in flight."""
+        kept = self._facts
+        if kept is not None and (used := kept.rate.get((kind, key))) is not None:
+            return used
         if kind not in ("rpm", "tpm"):
             raise ValueError(f"unknown rate `{kind}`")
-        return self._counter(self.store.layout.rate_key(kind, key, self._at())).total
+        counter_key = self.store.layout.rate_key(kind, key, self._at())
+        used = self._counter(counter_key).total
+        if kept is not None and self._from_snapshot(counter_key):
+            kept.rate[(kind, key)] = used
+        return used
 
     def errors(self, provider: str) -> float:
-        return self._counter(keys.errors_key(provider)).used
+        kept = self._facts
+        if kept is not None and (count := kept.errors.get(provider)) is not None:
+            return count
+        key = keys.errors_key(provider)
+        count = self._counter(key).used
+        if kept is not None and self._from_snapshot(key):
+            kept.errors[provider] = count
+        return count
 
     def latency(self, provider: str) -> float | None:
         key = keys.latency_key(provider)
@@ -250,11 +344,24 @@ class LiveFacts:
         return statistics.median(samples) if samples else None
 
     def cooldown(self, provider: str) -> float:
-        until = self._counter(keys.cooldown_key(provider)).used
-        return max(0.0, until - self._at().timestamp())
+        kept = self._facts
+        until = kept.cooling_until.get(provider) if kept is not None else None
+        if until is None:
+            key = keys.cooldown_key(provider)
+            until = self._counter(key).used
+            if kept is not None and self._from_snapshot(key):
+                kept.cooling_until[provider] = until
+        return max(0.0, until - (self._pinned_ts if self._pinned is not None else self.now().timestamp()))
 
     def in_flight(self, provider: str) -> float:
-        return max(0.0, round(self._counter(keys.inflight_key(provider)).reserved, 9))
+        kept = self._facts
+        if kept is not None and (count := kept.in_flight.get(provider)) is not None:
+            return count
+        key = keys.inflight_key(provider)
+        count = max(0.0, round(self._counter(key).reserved, 9))
+        if kept is not None and self._from_snapshot(key):
+            kept.in_flight[provider] = count
+        return count
 
     def round_robin(self, model: str) -> int:
         return int(self._counter(keys.round_robin_key(model)).used)

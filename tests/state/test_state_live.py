@@ -106,6 +106,46 @@ def test_a_decision_sees_one_instant(clock: FakeClock) -> None:
     assert view.cooldown("openai") == 30 and live.cooldown("openai") == 20
 
 
+# -- decision views keep the values they work out ------------------------------------------------
+
+
+def test_decision_views_share_fact_values_until_this_process_writes(clock: FakeClock) -> None:
+    registry = make_registry()
+    store = CountingStore(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    live = LiveFacts(store, ttl=60)
+    assert live.for_decision().quota_left("work") == 1.0
+    store.settle(store.reserve(work, tokens=5000, cost=0), input_tokens=5000, output_tokens=0, cost=0)
+    assert live.for_decision().quota_left("work") == 1.0  # another writer: stale for up to ttl
+    live.forget(work)  # this process wrote it
+    assert live.for_decision().quota_left("work") == 0.5
+    assert len(store.reads) == 2  # the snapshot, then the refresh of what the call wrote
+
+
+def test_decision_views_read_a_new_window_at_once(clock: FakeClock) -> None:
+    registry = make_registry(work_quota=1000)
+    store = MemoryStore(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    clock.set(datetime(2024, 3, 15, 11, 59, tzinfo=timezone.utc))
+    store.settle(store.reserve(work, tokens=1000, cost=0), input_tokens=1000, output_tokens=0, cost=0)
+    live = LiveFacts(store, ttl=3600)
+    assert live.for_decision().quota_left("work") == 0
+    assert live.for_decision().quota_left("work") == 0
+    clock.set(datetime(2024, 3, 15, 12, 0, tzinfo=timezone.utc))  # the 5 h window ends
+    assert live.for_decision().quota_left("work") == 1.0
+
+
+def test_decision_views_count_a_cooldown_down(clock: FakeClock) -> None:
+    store = MemoryStore(make_registry(), clock=clock)
+    store.cooldown("openai", 30)
+    live = LiveFacts(store, ttl=3600)
+    assert live.for_decision().cooldown("openai") == 30
+    clock.advance(10)
+    assert live.for_decision().cooldown("openai") == 20
+    clock.advance(25)
+    assert live.for_decision().cooldown("openai") == 0
+
+
 def test_live_facts_read_every_store(store_factory: StoreFactory, clock: FakeClock) -> None:
     registry = make_registry()
     store = store_factory(registry, clock=clock)
