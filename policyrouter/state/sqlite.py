@@ -48,15 +48,17 @@ CREATE TABLE samples (
 CREATE INDEX samples_key ON samples (key, seq);
 """
 
-_ADD = """INSERT INTO counters (key, used, expires_at) VALUES (?, ?, ?)
-ON CONFLICT (key) DO UPDATE SET used = used + excluded.used,
-    expires_at = coalesce(excluded.expires_at, expires_at)"""
-_SET = """INSERT INTO counters (key, used, expires_at) VALUES (?, ?, ?)
-ON CONFLICT (key) DO UPDATE SET used = excluded.used,
-    expires_at = coalesce(excluded.expires_at, expires_at)"""
-_HOLD = """INSERT INTO counters (key, reserved, expires_at) VALUES (?, ?, ?)
+_WRITE = "INSERT INTO counters (key, used, expires_at) VALUES {rows} ON CONFLICT (key) DO UPDATE SET used = {used}, "
+_WRITE += "expires_at = coalesce(excluded.expires_at, expires_at)"
+_USED = {"add": "used + excluded.used", "set": "excluded.used"}
+_TRIM_EVERY = 64  # every key's latency samples are trimmed to the newest N every this many pushes
+_TRIM = """DELETE FROM samples WHERE seq NOT IN (SELECT seq FROM
+    (SELECT seq, row_number() OVER (PARTITION BY key ORDER BY seq DESC) AS newer FROM samples) WHERE newer <= ?)"""
+_HOLD = """INSERT INTO counters (key, reserved, expires_at) VALUES {rows}
 ON CONFLICT (key) DO UPDATE SET reserved = reserved + excluded.reserved,
     expires_at = coalesce(excluded.expires_at, expires_at)"""
+_UNHOLD = """UPDATE counters SET reserved = reserved - held.amount
+FROM (SELECT column1 AS key, column2 AS amount FROM (VALUES {rows})) AS held WHERE counters.key = held.key"""
 
 
 class SQLiteStore(StateStore):
@@ -192,10 +194,12 @@ class SQLiteStore(StateStore):
         return len(rows)
 
     def _drop(self, conn: sqlite3.Connection, rid: str, holds: str) -> None:
-        conn.executemany(
-            "UPDATE counters SET reserved = reserved - ? WHERE key = ?",
-            [(a, k) for k, a in json.loads(holds)],
-        )
+        amounts: dict[str, float] = {}
+        for key, amount in json.loads(holds):
+            amounts[key] = amounts.get(key, 0.0) + amount
+        if amounts:
+            rows = ",".join(["(?, ?)"] * len(amounts))
+            conn.execute(_UNHOLD.format(rows=rows), [v for item in amounts.items() for v in item])
         conn.execute("DELETE FROM reservations WHERE id = ?", (rid,))
 
     def _reserve(
@@ -207,7 +211,9 @@ class SQLiteStore(StateStore):
             for i, (check, c) in enumerate(zip(checks, counters, strict=True)):
                 if check.limit is not None and not fits(c.total, check.amount, check.limit):
                     return i, counters
-            conn.executemany(_HOLD, [(h.key, h.amount, _expiry(now, h.ttl)) for h in holds])
+            if holds:
+                values = [v for h in holds for v in (h.key, h.amount, _expiry(now, h.ttl))]
+                conn.execute(_HOLD.format(rows=",".join(["(?, ?, ?)"] * len(holds))), values)
             conn.execute(
                 "INSERT INTO reservations (id, lease_until, holds) VALUES (?, ?, ?)",
                 (rid, lease_until, json.dumps([[h.key, h.amount] for h in holds])),
@@ -220,7 +226,7 @@ class SQLiteStore(StateStore):
             row = conn.execute("SELECT holds FROM reservations WHERE id = ?", (rid,)).fetchone()
             if row is not None:
                 self._drop(conn, rid, row[0])
-            self._apply_in(conn, now, ops)
+            self._write_in(conn, now, ops)
             return row is not None
 
     def _apply(self, now: float, ops: Sequence[Op]) -> list[float]:
@@ -228,20 +234,28 @@ class SQLiteStore(StateStore):
             return self._apply_in(conn, now, ops)
 
     def _apply_in(self, conn: sqlite3.Connection, now: float, ops: Sequence[Op]) -> list[float]:
-        out = []
-        for op in ops:
+        self._write_in(conn, now, ops)
+        written = self._read_in(conn, now, [op.key for op in ops if op.action != "push"])
+        values = iter(written)
+        return [op.value if op.action == "push" else next(values).used for op in ops]
+
+    def _write_in(self, conn: sqlite3.Connection, now: float, ops: Sequence[Op]) -> None:
+        """Each run of adds or sets in one statement (a settle is one), samples one by one."""
+        i = 0
+        while i < len(ops):
+            op = ops[i]
             if op.action == "push":
-                conn.execute("INSERT INTO samples (key, value) VALUES (?, ?)", (op.key, op.value))
-                conn.execute(
-                    "DELETE FROM samples WHERE key = ? AND seq NOT IN "
-                    "(SELECT seq FROM samples WHERE key = ? ORDER BY seq DESC LIMIT ?)",
-                    (op.key, op.key, self.latency_samples),
-                )
-                out.append(op.value)
+                seq = conn.execute("INSERT INTO samples (key, value) VALUES (?, ?)", (op.key, op.value)).lastrowid
+                if seq is not None and seq % _TRIM_EVERY == 0:  # reads take the newest N: trimming can wait
+                    conn.execute(_TRIM, (self.latency_samples,))
+                i += 1
                 continue
-            conn.execute(_ADD if op.action == "add" else _SET, (op.key, op.value, _expiry(now, op.ttl)))
-            out.append(conn.execute("SELECT used FROM counters WHERE key = ?", (op.key,)).fetchone()[0])
-        return out
+            run = [op]
+            while i + len(run) < len(ops) and ops[i + len(run)].action == op.action:
+                run.append(ops[i + len(run)])
+            sql = _WRITE.format(rows=",".join(["(?, ?, ?)"] * len(run)), used=_USED[op.action])
+            conn.execute(sql, [v for o in run for v in (o.key, o.value, _expiry(now, o.ttl))])
+            i += len(run)
 
     def _read(self, now: float, keys: Sequence[str]) -> list[Counter]:
         with self._errors():

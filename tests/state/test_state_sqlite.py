@@ -165,3 +165,16 @@ def test_an_unwritable_directory_is_a_state_error(tmp_path: Path) -> None:
     blocked.write_text("x")
     with pytest.raises(StateError, match="cannot create the directory"):
         SQLiteStore(make_registry(), blocked / "sub" / "s.db")
+
+
+def test_latency_samples_stay_bounded(tmp_path: Path, clock: FakeClock) -> None:
+    registry = make_registry()
+    store = SQLiteStore(registry, tmp_path / "state.db", clock=clock, latency_samples=5)
+    work, personal = deployment(registry, "sonnet@work"), deployment(registry, "sonnet@personal")
+    for i in range(300):  # two keys taking turns: each key's pushes never land on the same sequence numbers
+        d = work if i % 2 else personal
+        store.settle(store.reserve(d, tokens=1, cost=0), input_tokens=1, output_tokens=1, cost=0, latency=float(i))
+    rows = store._conn().execute("SELECT count(*) FROM samples").fetchone()[0]
+    assert rows <= 2 * 5 + 64
+    assert store.samples("latency:work") == [299.0, 297.0, 295.0, 293.0, 291.0]
+    store.close()
