@@ -57,12 +57,12 @@ class Meter:
             resets_at=self.span.end,
         )
 
-    def ttl(self, now: datetime) -> float:
-        """Seconds from `now` the counter must live: to its window's end plus a margin."""
+    def ttl(self, now: float) -> float:
+        """Seconds from `now` (epoch seconds) the counter must live: to its window's end plus a margin."""
         span = self.span
         if span.start is None or span.end is None:
             return RUN_TTL
-        return max(1.0, span.end_ts - now.timestamp() + min(MAX_MARGIN, span.length))
+        return max(1.0, span.end_ts - now + min(MAX_MARGIN, span.length))
 
 
 @dataclass(frozen=True, slots=True)

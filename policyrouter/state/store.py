@@ -150,12 +150,13 @@ class StateStore(ABC):
         lease_s = self.reservation_ttl if lease is None else lease
         expires = now + timedelta(seconds=lease_s)
         checks = [Check(s.meter.key, s.need, s.meter.limit if s.enforce else None) for s in plan]
-        holds = [Hold(s.meter.key, s.hold, s.meter.ttl(now)) for s in plan if s.hold]
+        now_ts = now.timestamp()
+        holds = [Hold(s.meter.key, s.hold, s.meter.ttl(now_ts)) for s in plan if s.hold]
         holds.append(Hold(keys.inflight_key(deployment.provider), 1.0, None))
         reservation = Reservation(rid, self.url, deployment, run, tokens, cost, now, expires)
         try:
             self._flush_pending()
-            failed, counters = self._reserve(now.timestamp(), rid, expires.timestamp(), checks, holds)
+            failed, counters = self._reserve(now_ts, rid, expires.timestamp(), checks, holds)
         except StateError as e:
             if self._fails_closed(plan):
                 raise
@@ -214,16 +215,17 @@ class StateStore(ABC):
         d = reservation.deployment
         run = reservation.run_id
         tokens = input_tokens + output_tokens
+        now_ts = now.timestamp()
         ops: list[Op] = []
         meters = self.layout.call_meters(d, now, run)
         quota = meters.quota
         if quota is not None:
             amount = {"tokens": tokens, "requests": 1.0, "usd": cost}[quota.unit]
-            ops.append(Op("add", quota.key, amount, quota.ttl(now)))
+            ops.append(Op("add", quota.key, amount, quota.ttl(now_ts)))
         if cost:
-            ops += [Op("add", m.key, cost, m.ttl(now)) for m in meters.spends]
+            ops += [Op("add", m.key, cost, m.ttl(now_ts)) for m in meters.spends]
         for m in meters.rates:
-            ops.append(Op("add", m.key, 1.0 if m.kind == "rpm" else tokens, m.ttl(now)))
+            ops.append(Op("add", m.key, 1.0 if m.kind == "rpm" else tokens, m.ttl(now_ts)))
         ops.append(
             Op("add", keys.errors_key(d.provider), 1.0) if error else Op("set", keys.errors_key(d.provider), 0.0)
         )
@@ -241,7 +243,7 @@ class StateStore(ABC):
             d = reservation.deployment
             ops.append(Op("add", keys.errors_key(d.provider), 1.0))
             rates = self.layout.call_meters(d, now, reservation.run_id).rates
-            ops += [Op("add", m.key, 1.0, m.ttl(now)) for m in rates if m.kind == "rpm"]
+            ops += [Op("add", m.key, 1.0, m.ttl(now.timestamp())) for m in rates if m.kind == "rpm"]
         self._finish_or_keep(now, reservation, ops)
 
     def _finish_state(self, reservation: Reservation, state: Literal["settled", "released"]) -> None:
