@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from policyrouter import ast
 from policyrouter.collector import collector_paused
@@ -18,9 +19,12 @@ from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import ConfigError
 from policyrouter.facts import Fact
 from policyrouter.lint import lint, suppress
-from policyrouter.parse import parse_policy
+from policyrouter.prices import cost_map_version
 from policyrouter.program import Program
 from policyrouter.registry import Registry
+
+if TYPE_CHECKING:
+    from policyrouter.filecache import FileCache
 
 REGISTRY_FILE = "registry.yaml"
 
@@ -60,16 +64,21 @@ def config_dirs(root: Path) -> list[Path]:
     return found or [root]
 
 
-def load_config(directory: Path, custom_facts: Mapping[str, Fact] | None = None, *, deep: bool = False) -> Config:
+def load_config(
+    directory: Path,
+    custom_facts: Mapping[str, Fact] | None = None,
+    *,
+    deep: bool = False,
+    cache: FileCache | None = None,
+) -> Config:
     """Read, parse, compile and lint a config directory. `deep` adds the lints that search for
-    requests a route leaves with nothing (what `check` runs; loading a router skips them)."""
+    requests a route leaves with nothing (what `check` runs; loading a router skips them). With a
+    `cache`, files unchanged since they were last read there are not read again."""
     with collector_paused():
-        return _load(directory, custom_facts, deep)
+        return _load(directory, custom_facts, deep, cache)
 
 
-def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool) -> Config:
-    from policyrouter.registry_schema import load_registry
-
+def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool, cache: FileCache | None) -> Config:
     registry_path = directory / REGISTRY_FILE
     if not directory.is_dir():
         problem = Diagnostic(
@@ -79,7 +88,7 @@ def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool) 
     diagnostics: list[Diagnostic] = []
     registry = None
     try:
-        registry = load_registry(Path(display_path(registry_path)))
+        registry = read_registry(Path(display_path(registry_path)), cache)
     except ConfigError as e:
         diagnostics += e.diagnostics
     files = []
@@ -96,7 +105,7 @@ def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool) 
         )
     for path in policy_paths:
         try:
-            files.append(parse_policy(path.read_text(encoding="utf-8"), display_path(path)))
+            files.append(_read_policy(path, cache))
         except ConfigError as e:
             diagnostics += e.diagnostics
         except (OSError, UnicodeDecodeError) as e:
@@ -111,3 +120,42 @@ def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool) 
             diagnostics += lint(program, files, deep=deep)
     diagnostics = suppress(diagnostics)
     return Config(directory, registry, files, program, diagnostics, dict(custom_facts or {}))
+
+
+def read_registry(path: Path, cache: FileCache | None = None) -> Registry:
+    """The registry at `path`, or a `ConfigError` with every problem in it."""
+    if cache is not None and (text := _text_or_none(path)) is not None:
+        return cache.fetch("registry", path, (str(path), text, cost_map_version()), lambda: _validate(text, path))
+    from policyrouter.registry_schema import load_registry
+
+    return load_registry(path)  # which also says why a file cannot be read
+
+
+# The readers below import pydantic, ruamel.yaml and lark only when a file is read: importing them
+# costs more than the rest of a cold start, and a file found in the cache needs none of them.
+
+
+def _validate(text: str, path: Path) -> Registry:
+    from policyrouter.registry_schema import registry_from_text
+
+    return registry_from_text(text, path)
+
+
+def _parse(text: str, path: str) -> ast.PolicyFile:
+    from policyrouter.parse import parse_policy
+
+    return parse_policy(text, path)
+
+
+def _read_policy(path: Path, cache: FileCache | None) -> ast.PolicyFile:
+    text, shown = path.read_text(encoding="utf-8"), display_path(path)
+    if cache is None:
+        return _parse(text, shown)
+    return cache.fetch("policy", path, (shown, text), lambda: _parse(text, shown))
+
+
+def _text_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None

@@ -17,8 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from xml.etree import ElementTree
+from typing import TYPE_CHECKING, Any
 
 from policyrouter.config import display_path
 from policyrouter.decision import Decision
@@ -26,6 +25,9 @@ from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
 from policyrouter.errors import DecisionError
 from policyrouter.quantities import QuantityError, parse_count
 from policyrouter.router import InvalidFacts, Router
+
+if TYPE_CHECKING:
+    from policyrouter.filecache import FileCache
 
 CASE_KEYS = ("name", "request", "facts", "expect")
 REQUEST_KEYS = ("model", "requires", "tokens", "max_tokens", "tags", "request_id")
@@ -63,14 +65,21 @@ class Outcome:
         return head if self.passed else head + "\n" + _indent(self.message)
 
 
-def load_cases(path: Path) -> tuple[list[Case], list[Diagnostic]]:
-    """Read one YAML file of cases; problems in it come back as diagnostics with positions."""
+def load_cases(path: Path, cache: FileCache | None = None) -> tuple[list[Case], list[Diagnostic]]:
+    """Read one YAML file of cases; problems in it come back as diagnostics with positions. With a
+    `cache`, a file unchanged since it was last read there is not read again."""
+    shown = display_path(path)
+    text = path.read_text(encoding="utf-8")
+    if cache is None:
+        return _cases_from_text(text, shown)
+    return cache.fetch("cases", path, (shown, text), lambda: _cases_from_text(text, shown))
+
+
+def _cases_from_text(text: str, shown: str) -> tuple[list[Case], list[Diagnostic]]:
     from ruamel.yaml import YAML
     from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.error import YAMLError
 
-    shown = display_path(path)
-    text = path.read_text(encoding="utf-8")
     source = Source(shown, text)
     try:
         data = YAML(typ="rt").load(text)
@@ -198,11 +207,13 @@ def judge(
     )
 
 
-def run_files(router: Router, paths: Sequence[Path]) -> tuple[list[Outcome], list[Diagnostic]]:
+def run_files(
+    router: Router, paths: Sequence[Path], cache: FileCache | None = None
+) -> tuple[list[Outcome], list[Diagnostic]]:
     outcomes: list[Outcome] = []
     problems: list[Diagnostic] = []
     for path in paths:
-        cases, found = load_cases(path)
+        cases, found = load_cases(path, cache)
         problems += found
         outcomes += (run_case(router, c) for c in cases)
     return outcomes, problems
@@ -217,6 +228,8 @@ def junit_xml(outcomes: Sequence[Outcome], problems: Sequence[Diagnostic], files
     """JUnit XML for CI systems: one `<testsuite>` per file, one `<testcase>` per case. A failure's
     `message` is the expected and actual line; its text is what `policyrouter test` prints. A problem
     in a file (invalid YAML, an unknown key) is an `<error>` testcase of that file's suite."""
+    from xml.etree import ElementTree
+
     from policyrouter.diagnostics import render
 
     by_file: dict[str, tuple[list[Outcome], list[Diagnostic]]] = {display_path(f): ([], []) for f in files}
@@ -300,13 +313,16 @@ def _qualify(name: str, model: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """ruamel's round-trip containers as plain dicts and lists (scalars stay as written)."""
+    """ruamel's round-trip containers as plain dicts and lists, its floats as plain floats (equal, and
+    printed the same; a case kept in the file cache then needs no ruamel); other scalars stay as written."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, str):
         return str(value)
+    if isinstance(value, float):
+        return float(value)
     return value
 
 

@@ -65,6 +65,19 @@ def _cost_map() -> Mapping[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def cost_map_version() -> str:
+    """Which cost map prices come from: its path, size and modification time ("" when there is none).
+    What reads a registry can be reused only while this stays the same."""
+    path = _cost_map_path()
+    if path is None:
+        return ""
+    try:
+        info = path.stat()
+    except OSError:
+        return ""
+    return f"{path}:{info.st_size}:{info.st_mtime_ns}"
+
+
 def _cost_map_path() -> Path | None:
     spec = importlib.util.find_spec("litellm")
     if spec is None or not spec.submodule_search_locations:

@@ -443,7 +443,11 @@ def registry_json_schema() -> dict[str, Any]:
 
 def load_registry(path: Path) -> Registry:
     """Read, validate and build the registry at `path`; raise `ConfigError` with every problem found."""
-    text = _read(path)
+    return registry_from_text(_read(path), path)
+
+
+def registry_from_text(text: str, path: Path) -> Registry:
+    """Validate and build the registry `text`, read from `path`; raise `ConfigError` with every problem."""
     source = Source(str(path), text)
     root = _parse_yaml(source)
     locator = _Locator(root, source)

@@ -5,7 +5,7 @@ Reached through fixtures only (`import conftest` is ambiguous once subdirectorie
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -46,3 +46,13 @@ def make_config(tmp_path: Path) -> WriteConfig:
         return _write_config(tmp_path / name, registry, policy, **kwargs)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_file_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The command-line runs of the tests (and the processes they start) keep their file cache to
+    themselves, never in the user's. Session-wide, so module fixtures that start processes use it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        patch.delenv("POLICYROUTER_NO_CACHE", raising=False)
+        yield

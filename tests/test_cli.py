@@ -396,6 +396,34 @@ def test_check_and_explain_do_not_import_litellm(card: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+LAZY_PACKAGE = """\
+import sys
+import policyrouter
+heavy = [m for m in ("router", "executor", "completion_errors") if f"policyrouter.{m}" in sys.modules]
+assert not heavy, heavy
+from policyrouter import *
+assert Router.__module__ == "policyrouter.router" and ExecutorOptions.__module__ == "policyrouter.executor"
+"""
+
+
+def test_the_package_imports_its_exports_on_first_use() -> None:
+    root = str(Path(policyrouter.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", LAZY_PACKAGE], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_package_exports() -> None:
+    import importlib
+
+    assert sorted(policyrouter.__all__) == sorted(policyrouter._EXPORTS)
+    for name, module in policyrouter._EXPORTS.items():
+        assert getattr(policyrouter, name) is getattr(importlib.import_module(module), name)
+    assert set(policyrouter.__all__) <= set(dir(policyrouter))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        policyrouter.nothing  # noqa: B018
+
+
 @pytest.mark.parametrize("command", [["explain", "sonnet"], ["status"], ["reset"]])
 def test_a_bad_run_id_is_a_usage_error(card: Path, run: Callable[..., Run], command: list[str]) -> None:
     result = run(*command, "--config", "cfg", "--run", "bad id!")
