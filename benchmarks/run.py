@@ -367,31 +367,40 @@ def child_env() -> dict[str, str]:
 EXPLAIN_ARGS = ("--config", "policies/subscriptions", "--fact", "quota.work=15%")
 
 
-def cli_section(results: Results, effort: Effort) -> None:
+def cli_section(results: Results, effort: Effort, tmp: Path) -> None:
+    """Each command in a fresh process. `check` and `explain` run twice over: with their file cache
+    (filled by the warm-up run, as after any earlier run on unchanged files) and with it turned off
+    (`POLICYROUTER_NO_CACHE=1`: every file read, as on a fresh machine or after an edit)."""
     python = sys.executable
-    commands = {
-        "cli/python": ("python -c pass (the interpreter alone)", [python, "-c", "pass"], effort.cli_reps),
+    no_cache = {"POLICYROUTER_NO_CACHE": "1"}
+    commands: dict[str, tuple[str, list[str], int, dict[str, str]]] = {
+        "cli/python": ("python -c pass (the interpreter alone)", [python, "-c", "pass"], effort.cli_reps, {}),
         "cli/import-policyrouter": (
             'python -c "import policyrouter"',
             [python, "-c", "import policyrouter"],
             effort.cli_reps,
+            {},
         ),
-        "cli/check": (
-            "policyrouter check policies/",
-            [python, "-m", "policyrouter.cli", "check", "policies/"],
-            effort.cli_reps,
-        ),
-        "cli/explain": (
-            "policyrouter explain sonnet --config policies/subscriptions --fact quota.work=15%",
-            [python, "-m", "policyrouter.cli", "explain", "sonnet", *EXPLAIN_ARGS],
-            effort.cli_reps,
-        ),
-        "cli/import-litellm": ('python -c "import litellm"', [python, "-c", "import litellm"], effort.import_reps),
     }
-    env = child_env()
-    for key, (label, argv, reps) in commands.items():
+    check = [python, "-m", "policyrouter.cli", "check", "policies/"]
+    explain = [python, "-m", "policyrouter.cli", "explain", "sonnet", *EXPLAIN_ARGS]
+    for key, label, argv in (
+        ("check", "policyrouter check policies/", check),
+        ("explain", "policyrouter explain sonnet --config policies/subscriptions --fact quota.work=15%", explain),
+    ):
+        commands[f"cli/{key}"] = (label, argv, effort.cli_reps, {})
+        commands[f"cli/{key}-no-cache"] = (f"{label}, file cache off", argv, effort.cli_reps, no_cache)
+    commands["cli/import-litellm"] = (
+        'python -c "import litellm"',
+        [python, "-c", "import litellm"],
+        effort.import_reps,
+        {},
+    )
+    base = {**child_env(), "XDG_CACHE_HOME": str(tmp / "xdg-cache")}  # not the user's cache
+    for key, (label, argv, reps, extra) in commands.items():
+        env = {**base, **extra}
         if effort.cli_warmup:
-            measure.run_child(argv, env=env, cwd=str(ROOT))  # warm-up: page cache, bytecode caches
+            measure.run_child(argv, env=env, cwd=str(ROOT))  # warm-up: page cache, bytecode and file caches
         runs = [measure.run_child(argv, env=env, cwd=str(ROOT)) for _ in range(reps)]
         failed = [r for r in runs if r.returncode != 0]
         if failed:
@@ -499,17 +508,19 @@ def check_targets(results: Results, effort: Effort) -> None:
         value = median("completion/litellm/router")
         if value is not None:
             results.notes.append(f"litellm's Router.completion: {value / bare:.2f}× bare (the issue says about 2.8×)")
-    check = results.get("cli/check")
     litellm_import = results.get("cli/import-litellm")
-    if check is not None:
+    for key, how in (("cli/check-no-cache", "file cache off"), ("cli/check", "file cache warm")):
+        check = results.get(key)
+        if check is None:
+            continue
         wall = check.median_us / 1e6
         rss = check.extra["peak_rss_mib"]
-        results.target("`policyrouter check policies/`: ≤ 0.3 s wall (median)", f"{wall:.3f} s", wall, 0.3)
-        results.target("`policyrouter check policies/`: ≤ 60 MiB peak RSS", f"{rss:.1f} MiB", rss, 60)
+        results.target(f"`policyrouter check policies/` ({how}): ≤ 0.3 s wall (median)", f"{wall:.3f} s", wall, 0.3)
+        results.target(f"`policyrouter check policies/` ({how}): ≤ 60 MiB peak RSS", f"{rss:.1f} MiB", rss, 60)
         if litellm_import is not None:
             speedup = litellm_import.median_us / check.median_us
             results.target(
-                "`check`: ≥ 15× faster than `import litellm`",
+                f"`check` ({how}): ≥ 15× faster than `import litellm`",
                 f"{speedup:.1f}× ({wall:.3f} s vs {litellm_import.median_us / 1e6:.2f} s)",
                 speedup,
                 15,
@@ -656,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
             if "decision" in sections:
                 decision_section(results, effort, tmp, redis_url)
         if "cli" in sections:
-            cli_section(results, effort)
+            cli_section(results, effort, tmp)
         if "memory" in sections:
             memory_section(results, effort, tmp)
     order = list(SECTIONS)
