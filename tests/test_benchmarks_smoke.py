@@ -33,7 +33,16 @@ def expected_keys() -> set[str]:
     for routes in (10, 100, 1000):
         parts = ("registry", "parse", "compile", "parse+compile", "parse+compile-nogc", "load", "deep-lint")
         keys |= {f"compile/{routes}/{part}" for part in parts}
-    keys |= {f"cli/{name}" for name in ("python", "import-policyrouter", "check", "explain", "import-litellm")}
+    names = (
+        "python",
+        "import-policyrouter",
+        "check",
+        "check-no-cache",
+        "explain",
+        "explain-no-cache",
+        "import-litellm",
+    )
+    keys |= {f"cli/{name}" for name in names}
     keys |= {"memory/policyrouter", "memory/litellm"}
     return keys
 
