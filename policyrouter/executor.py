@@ -514,14 +514,14 @@ class _Call:
     def _settle(self, attempt: _Try, usage: Usage, latency: float, served_model: str | None) -> float | None:
         d = attempt.deployment
         cost = cost_of(price_of(self.registry, d, served_model), usage)
-        self.store.settle(
+        fresh = self.store.settle(
             attempt.reservation,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cost=cost or 0.0,
             latency=latency,
         )
-        self.live.forget(d)
+        self.live.forget(d, fresh)
         if cost is None and self.registry.settings.unknown_price == "warn":
             reason = f"price of `{d.key}` ({served_model or d.model_id}) is unknown: its spend is not counted"
             log.warning("%s", reason)
@@ -532,19 +532,18 @@ class _Call:
         """A call that failed after the provider billed for it: record the spend and count the failure.
         Returns the fields its `failure` event adds."""
         cost = cost_of(price_of(self.registry, attempt.deployment, None), usage) or 0.0
-        self.store.settle(
+        fresh = self.store.settle(
             attempt.reservation,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cost=cost,
             error=reason,
         )
-        self.live.forget(attempt.deployment)
+        self.live.forget(attempt.deployment, fresh)
         return {"billed": True, "tokens": usage.to_dict(), "cost": cost}
 
     def _release(self, reservation: Reservation, error: str | None) -> None:
-        self.store.release(reservation, error=error)
-        self.live.forget(reservation.deployment)
+        self.live.forget(reservation.deployment, self.store.release(reservation, error=error))
 
     def _refused(self, d: Deployment, e: LimitExceededError) -> None:
         """A hard limit of the live state refused the reservation: nothing was called."""

@@ -67,13 +67,15 @@ class Meter:
 
 @dataclass(frozen=True, slots=True)
 class CallMeters:
-    """The meters one call on a deployment touches, valid for instants in [start, end)."""
+    """The meters one call on a deployment touches, valid for instants in [start, end), and the keys of
+    every counter it may write: those meters', and its provider's errors, cooldown and calls in flight."""
 
     quota: Meter | None
     spends: tuple[Meter, ...]
     rates: tuple[Meter, ...]
     start: datetime
     end: datetime
+    keys: tuple[str, ...]
 
 
 class Layout:
@@ -172,7 +174,10 @@ class Layout:
         spans = [m.span for m in (*spends, *rates, *((quota,) if quota else ())) if m.span.end is not None]
         start = max((s.start for s in spans if s.start is not None), default=at)
         end = min((s.end for s in spans if s.end is not None), default=at)
-        meters = CallMeters(quota, spends, rates, start, end)
+        p = deployment.provider
+        written = (*spends, *rates, *((quota,) if quota else ()))
+        keys = (*(m.key for m in written), errors_key(p), cooldown_key(p), inflight_key(p))
+        meters = CallMeters(quota, spends, rates, start, end, keys)
         if len(self._calls) > 4096:
             self._calls.clear()
         self._calls[(deployment.key, run_id)] = meters

@@ -20,7 +20,7 @@ import math
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -131,17 +131,18 @@ class LiveFacts:
             self._cache.clear()
             self._latest[0] = None
 
-    def forget(self, deployment: Deployment) -> None:
-        """Forget the cached counters a call on `deployment` writes (after this process reserved,
-        settled or released one), so the next decision here reads them fresh; the rest stay cached."""
-        meters = self.store.layout.call_meters(deployment, self._at(), self.run_id)
-        p = deployment.provider
-        written = [m.key for m in (*meters.spends, *meters.rates, *((meters.quota,) if meters.quota else ()))]
-        written += [keys.errors_key(p), keys.cooldown_key(p), keys.inflight_key(p)]
-        self._stale.update(written)  # cheap here: the next snapshot read refreshes them in one round trip
-        self._stale.add(keys.latency_key(p))  # samples, not a counter: dropped when next read
+    def forget(self, deployment: Deployment, fresh: Mapping[str, Counter] | None = None) -> None:
+        """Forget the cached counters a call on `deployment` writes (after this process settled,
+        released or cooled one down), so the next decision here sees them as they are now; the rest stay
+        cached. `fresh`: those counters as the write left them (what `settle` and `release` return),
+        taken as they are; the others are read again by the next decision, in one round trip."""
+        written = self.store.layout.call_meters(deployment, self._at(), self.run_id).keys
         with self._lock:
             snapshot = self._latest[0]
+            if fresh and snapshot is not None:
+                snapshot.counters.update((k, c) for k, c in fresh.items() if k in snapshot.counters)
+            self._stale.update(k for k in written if not fresh or k not in fresh)
+            self._stale.add(keys.latency_key(deployment.provider))  # samples, not a counter: dropped when next read
             if snapshot is not None and snapshot.facts is not None:
                 snapshot.facts = _Derived()  # replaced, not cleared: a decision under way keeps its own
 

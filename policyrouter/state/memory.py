@@ -73,12 +73,12 @@ class MemoryStore(StateStore):
             self._reservations[rid] = (lease_until, tuple(holds))
             return None, counters
 
-    def _finish(self, now: float, rid: str, ops: Sequence[Op]) -> bool:
+    def _finish(self, now: float, rid: str, ops: Sequence[Op], read: Sequence[str]) -> tuple[bool, list[Counter]]:
         with self._lock:
             self._reap_locked(now)
             live = self._drop_holds(rid, now)
             self._apply_locked(now, ops)
-            return live
+            return live, self._read_locked(now, read)
 
     def _apply(self, now: float, ops: Sequence[Op]) -> list[float]:
         with self._lock:
@@ -100,8 +100,11 @@ class MemoryStore(StateStore):
 
     def _read(self, now: float, keys: Sequence[str]) -> list[Counter]:
         with self._lock:
-            cells = [self._live(k, now) or _Cell() for k in keys]
-            return [Counter(c.used, c.reserved) for c in cells]
+            return self._read_locked(now, keys)
+
+    def _read_locked(self, now: float, keys: Sequence[str]) -> list[Counter]:
+        cells = [self._live(k, now) or _Cell() for k in keys]
+        return [Counter(c.used, c.reserved) for c in cells]
 
     def _samples(self, key: str) -> list[float]:
         with self._lock:

@@ -101,7 +101,8 @@ return out
 _FINISH = (
     _COMMON
     + """
--- ARGV: prefix, now, rid|'', max_samples, done_ttl, nops, (action, key, value, ttl_ms|'')*
+-- ARGV: prefix, now, rid|'', max_samples, done_ttl, nops, (action, key, value, ttl_ms|'')*, nread, key*
+-- returns: was live ('1'/'0', '-1' if already finished), each op's value, then used, reserved per key read
 reap()
 local rid = ARGV[3]
 local out = {'0'}
@@ -128,6 +129,11 @@ for o = 1, tonumber(ARGV[6]) do
     if ttl ~= '' then redis.call('PEXPIRE', key, ttl) end
   end
   i = i + 4
+end
+for r = 1, tonumber(ARGV[i]) do
+  local counter = redis.call('HMGET', prefix .. ARGV[i + r], 'used', 'reserved')
+  out[#out + 1] = counter[1] or '0'
+  out[#out + 1] = counter[2] or '0'
 end
 return out
 """
@@ -201,15 +207,20 @@ class RedisStore(StateStore):
         failed = int(out[0])
         return (failed - 1 if failed else None), counters
 
-    def _run_finish(self, now: float, rid: str, ops: Sequence[Op]) -> list[str]:
+    def _run_finish(self, now: float, rid: str, ops: Sequence[Op], read: Sequence[str] = ()) -> list[str]:
         args = [*self._argv(now), rid, self.latency_samples, DONE_TTL, len(ops)]
         for op in ops:
             args += [op.action, op.key, repr(op.value), _ms(op.ttl)]
+        args += [len(read), *read]
         with self._errors():
             return list(self._finish_script(keys=[self._zset], args=args))
 
-    def _finish(self, now: float, rid: str, ops: Sequence[Op]) -> bool:
-        return self._run_finish(now, rid, ops)[0] == "1"
+    def _finish(self, now: float, rid: str, ops: Sequence[Op], read: Sequence[str]) -> tuple[bool, list[Counter]]:
+        out = self._run_finish(now, rid, ops, read)
+        if out[0] == "-1":  # finished before (a replay): nothing written, so read on their own
+            return False, self._read(now, read)
+        values = out[1 + len(ops) :]
+        return out[0] == "1", [Counter(float(values[i]), float(values[i + 1])) for i in range(0, len(values), 2)]
 
     def _apply(self, now: float, ops: Sequence[Op]) -> list[float]:
         return [float(v) for v in self._run_finish(now, "", ops)[1:]]

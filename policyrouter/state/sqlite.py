@@ -220,14 +220,14 @@ class SQLiteStore(StateStore):
             )
             return None, counters
 
-    def _finish(self, now: float, rid: str, ops: Sequence[Op]) -> bool:
+    def _finish(self, now: float, rid: str, ops: Sequence[Op], read: Sequence[str]) -> tuple[bool, list[Counter]]:
         with self._tx(now) as conn:
             self._reap_in(conn, now)
             row = conn.execute("SELECT holds FROM reservations WHERE id = ?", (rid,)).fetchone()
             if row is not None:
                 self._drop(conn, rid, row[0])
             self._write_in(conn, now, ops)
-            return row is not None
+            return row is not None, self._read_in(conn, now, read)
 
     def _apply(self, now: float, ops: Sequence[Op]) -> list[float]:
         with self._tx(now) as conn:

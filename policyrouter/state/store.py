@@ -6,7 +6,8 @@ are handled); a backend (memory, SQLite, Redis) only implements a few atomic pri
 - `_reserve`: drop expired reservations, check each limit against `used + reserved + amount`, and if
   all pass add the holds to the counters' reserved parts and record the reservation — one atomic step,
   so two requests cannot both take the last dollar;
-- `_finish`: drop the reservation's holds if it is still live, and apply the settled writes;
+- `_finish`: drop the reservation's holds if it is still live, apply the settled writes, and read back
+  the counters asked for;
 - `_apply`, `_read`, `_samples`, `_delete`, `_reap`.
 
 Time comes from `clock` (an aware datetime), never from the backend, so tests control every window.
@@ -21,7 +22,7 @@ import socket
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Literal, NamedTuple
 
@@ -203,12 +204,15 @@ class StateStore(ABC):
         cost: float,
         latency: float | None = None,
         error: BaseException | str | None = None,
-    ) -> None:
+    ) -> Mapping[str, Counter]:
         """Record a call's actual use and free what it held. A success resets the provider's
         consecutive errors; with `error` (the provider billed, then failed) they go up instead.
 
+        Returns every counter a call on the deployment writes (`CallMeters.keys`) as this settle left
+        it, read in the same atomic step, so live facts need not read them again.
+
         Spend is never dropped: if the store fails, the writes are kept in this process and replayed
-        by the next operation (or `flush()`); the failure is logged, not raised.
+        by the next operation (or `flush()`); the failure is logged, not raised, and nothing is returned.
         """
         self._finish_state(reservation, "settled")
         now = self.now()
@@ -231,20 +235,21 @@ class StateStore(ABC):
         )
         if latency is not None:
             ops.append(Op("push", keys.latency_key(d.provider), latency))
-        self._finish_or_keep(now, reservation, ops)
+        return self._finish_or_keep(now, reservation, ops, meters.keys)
 
-    def release(self, reservation: Reservation, *, error: BaseException | str | None = None) -> None:
+    def release(self, reservation: Reservation, *, error: BaseException | str | None = None) -> Mapping[str, Counter]:
         """Free what a reservation holds without recording spend. With `error` (the call failed), the
-        provider's consecutive errors go up and the request counts in its rpm window."""
+        provider's consecutive errors go up and the request counts in its rpm window. Returns the
+        counters as `settle` does."""
         self._finish_state(reservation, "released")
         now = self.now()
+        d = reservation.deployment
+        meters = self.layout.call_meters(d, now, reservation.run_id)
         ops: list[Op] = []
         if error is not None:
-            d = reservation.deployment
             ops.append(Op("add", keys.errors_key(d.provider), 1.0))
-            rates = self.layout.call_meters(d, now, reservation.run_id).rates
-            ops += [Op("add", m.key, 1.0, m.ttl(now.timestamp())) for m in rates if m.kind == "rpm"]
-        self._finish_or_keep(now, reservation, ops)
+            ops += [Op("add", m.key, 1.0, m.ttl(now.timestamp())) for m in meters.rates if m.kind == "rpm"]
+        return self._finish_or_keep(now, reservation, ops, meters.keys)
 
     def _finish_state(self, reservation: Reservation, state: Literal["settled", "released"]) -> None:
         if reservation.store != self.url:
@@ -253,14 +258,18 @@ class StateStore(ABC):
             raise ReservationError(f"reservation `{reservation.id}` is already {reservation.state}")
         reservation.state = state
 
-    def _finish_or_keep(self, now: datetime, reservation: Reservation, ops: list[Op]) -> None:
+    def _finish_or_keep(
+        self, now: datetime, reservation: Reservation, ops: list[Op], read: Sequence[str]
+    ) -> Mapping[str, Counter]:
         try:
             self._flush_pending()
-            self._finish(now.timestamp(), reservation.id, ops)
+            _, counters = self._finish(now.timestamp(), reservation.id, ops, read)
         except StateError as e:
             with self._pending_lock:
                 self._pending.append((reservation.id, tuple(ops)))
             log.warning("%s; keeping the usage of reservation %s to record later", e, reservation.id)
+            return {}
+        return dict(zip(read, counters, strict=True))
 
     def _flush_pending(self) -> None:
         while self._pending:
@@ -268,7 +277,7 @@ class StateStore(ABC):
                 if not self._pending:
                     return
                 rid, ops = self._pending[0]
-                self._finish(self.now().timestamp(), rid, ops)
+                self._finish(self.now().timestamp(), rid, ops, ())
                 self._pending.pop(0)
 
     @property
@@ -346,9 +355,9 @@ class StateStore(ABC):
         the reservation. Returns the first failing check's index (or None) and the counters read."""
 
     @abstractmethod
-    def _finish(self, now: float, rid: str, ops: Sequence[Op]) -> bool:
-        """Atomically: if the reservation is live, take its holds off and forget it; apply `ops`.
-        Returns whether it was live."""
+    def _finish(self, now: float, rid: str, ops: Sequence[Op], read: Sequence[str]) -> tuple[bool, list[Counter]]:
+        """Atomically: if the reservation is live, take its holds off and forget it; apply `ops`; read
+        the counters at `read`. Returns whether it was live, and those counters."""
 
     @abstractmethod
     def _apply(self, now: float, ops: Sequence[Op]) -> list[float]:

@@ -17,6 +17,7 @@ from policyrouter.state import (
     StateStore,
 )
 from policyrouter.state import layout as keys
+from policyrouter.state.model import Counter
 
 
 def facts(store: StateStore, run_id: str | None = None) -> LiveFacts:
@@ -185,6 +186,25 @@ def test_release_frees_and_errors_are_consecutive(store_factory: StoreFactory, c
     assert f.spend("run") == 0 and f.in_flight("work") == 0
     store.settle(store.reserve(work, tokens=10, cost=0.1), input_tokens=5, output_tokens=5, cost=0.1)
     assert f.errors("work") == 0
+
+
+def test_settle_and_release_return_the_counters_as_they_left_them(
+    store_factory: StoreFactory, clock: FakeClock
+) -> None:
+    registry = make_registry()
+    store = store_factory(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    meters = store.layout.call_meters(work, clock(), store.run_id)
+    other = store.reserve(work, tokens=100, cost=0.01)  # still in flight: its holds show
+    after = store.settle(store.reserve(work, tokens=3000, cost=0.5), input_tokens=1000, output_tokens=500, cost=0.4)
+    assert set(after) == set(meters.keys)
+    assert after == dict(zip(meters.keys, store.read(meters.keys), strict=True))  # what a read sees
+    assert meters.quota is not None and after[meters.quota.key] == Counter(1500, 100)
+    run = next(m for m in meters.spends if m.name == "run")
+    assert after[run.key].used == pytest.approx(0.4) and after[run.key].reserved == pytest.approx(0.01)
+    assert after[keys.inflight_key("work")] == Counter(0, 1) and after[keys.errors_key("work")].used == 0
+    released = store.release(other, error="HTTP 500")
+    assert released[keys.errors_key("work")].used == 1 and released[keys.inflight_key("work")].reserved == 0
 
 
 def test_a_billed_failure_records_the_spend_and_counts_the_failure(

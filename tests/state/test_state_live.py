@@ -122,6 +122,21 @@ def test_decision_views_share_fact_values_until_this_process_writes(clock: FakeC
     assert len(store.reads) == 2  # the snapshot, then the refresh of what the call wrote
 
 
+def test_what_a_settle_returns_needs_no_read_again(clock: FakeClock) -> None:
+    registry = make_registry()
+    store = CountingStore(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    live = LiveFacts(store, ttl=60)
+    assert live.for_decision().quota_left("work") == 1.0
+    fresh = store.settle(store.reserve(work, tokens=5000, cost=0), input_tokens=5000, output_tokens=0, cost=0)
+    live.forget(work, fresh)
+    view = live.for_decision()
+    assert view.quota_left("work") == 0.5 and view.errors("work") == 0
+    assert len(store.reads) == 1  # the first snapshot only
+    live.forget(work, {})  # the store failed and kept the writes: nothing fresh, so read again
+    assert live.for_decision().quota_left("work") == 0.5 and len(store.reads) == 2
+
+
 def test_decision_views_read_a_new_window_at_once(clock: FakeClock) -> None:
     registry = make_registry(work_quota=1000)
     store = MemoryStore(registry, clock=clock)

@@ -106,7 +106,7 @@ def test_a_retried_settle_counts_once(redis_server: RedisServer) -> None:
     r = store.reserve(deployment(registry, "sonnet@work"), tokens=10, cost=0.5)
     ops_run_twice = store._finish  # as if the reply of the first call had been lost
     store.settle(r, input_tokens=5, output_tokens=5, cost=0.4)
-    ops_run_twice(clock().timestamp(), r.id, [])  # the retry finds the reservation done: no effect
+    ops_run_twice(clock().timestamp(), r.id, [], [])  # the retry finds the reservation done: no effect
     meter = store.layout.spend("run", clock(), "r")
     assert meter is not None and store.read([meter.key])[0].used == pytest.approx(0.4)
     store.close()
