@@ -72,12 +72,15 @@ class FileSink:
         self._file: IO[str] | None = None
 
     def __call__(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":")) + "\n"
+        self.write_line(_encode(record))
+
+    def write_line(self, line: str) -> None:
+        """Append one event, already encoded as one line of JSON."""
         with self._lock:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._file = self.path.open("a", encoding="utf-8")
-            self._file.write(line)
+            self._file.write(line + "\n")
             self._file.flush()
 
     def close(self) -> None:
@@ -98,9 +101,12 @@ class StreamSink:
         self._lock = threading.Lock()
 
     def __call__(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":")) + "\n"
+        self.write_line(_encode(record))
+
+    def write_line(self, line: str) -> None:
+        """Write one event, already encoded as one line of JSON."""
         with self._lock:
-            self.stream.write(line)
+            self.stream.write(line + "\n")
             self.stream.flush()
 
 
@@ -169,24 +175,28 @@ class Events:
             "reason": reason,
             **extra,
         }
-        record = self._scrubbed(record)
+        # Encoded once, and scrubbed as text: what the file and stream sinks write as it is, and what
+        # callbacks get decoded (JSON-safe: datetimes and other objects as strings).
+        line = _encode(record)
+        if self.redact is not None:
+            line = self.redact(line)
+        decoded: dict[str, Any] | None = None
         for sink in self._sinks:
             try:
-                sink(record)
+                if isinstance(sink, (FileSink, StreamSink)):
+                    sink.write_line(line)
+                else:
+                    if decoded is None:
+                        decoded = json.loads(line)
+                    sink(decoded)
             except Exception as e:  # a broken sink must not break the call it reports on
                 if id(sink) not in self._broken:
                     self._broken.add(id(sink))
                     log.warning("event sink %r failed: %s", sink, e)
 
-    def _scrubbed(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The record with secrets replaced; JSON-safe (datetimes and other objects as strings)."""
-        text = json.dumps(record, default=str)
-        if self.redact is not None:
-            clean = self.redact(text)
-            if clean is not text:
-                text = clean
-        loaded: dict[str, Any] = json.loads(text)
-        return loaded
+
+def _encode(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, default=str, separators=(",", ":"))
 
 
 def _timestamp() -> str:
