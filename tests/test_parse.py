@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from policyrouter import ast
+from policyrouter import parse as parse_module
 from policyrouter.diagnostics import Source, Span
 from policyrouter.errors import ConfigError
 from policyrouter.parse import parse_policy
@@ -369,3 +370,55 @@ def test_syntax_errors_carry_a_position(text: str, where: tuple[int, int]) -> No
     (diagnostic,) = info.value.diagnostics
     assert diagnostic.code == "syntax" and diagnostic.severity == "error"
     assert diagnostic.span is not None and (diagnostic.span.line, diagnostic.span.column) == where
+
+
+# -- long files, parsed a piece at a time ------------------------------------------------------------
+
+
+def _long_policy(routes: int) -> str:
+    """SPAN_POLICY, then one-line routes with comments, and every 50 a `let` and a block route."""
+    lines = [SPAN_POLICY]
+    for i in range(routes):
+        lines.append(f"route m{i} when quota(p{i % 7}) > {i % 90}% prefer p{i % 7} else p{i % 5}  # route {i}\n")
+        if i % 50 == 0:
+            lines.append(f'let l{i} = not tag("t{i}")\nroute b{i} {{\n    when l{i} use m{i}\n    fallback m0\n}}\n')
+    return "".join(lines)
+
+
+LONG_POLICY = _long_policy(600)
+
+
+def _positions(tree: ast.PolicyFile) -> list[tuple[str, int, int, int, int]]:
+    spans = [(type(n).__name__, n.span) for n in _nodes(tree.statements)]
+    return [(kind, s.line, s.column, s.end_line, s.end_column) for kind, s in spans]
+
+
+def _parsed_whole(text: str, monkeypatch: pytest.MonkeyPatch) -> ast.PolicyFile:
+    with monkeypatch.context() as m:
+        m.setattr(parse_module, "_PIECE_CHARS", len(text) + 1)
+        return parse_policy(text, "p.policy")
+
+
+def test_a_long_file_parses_in_pieces_as_it_does_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert len(list(parse_module._pieces(LONG_POLICY))) > 2
+    pieces, whole = parse_policy(LONG_POLICY, "p.policy"), _parsed_whole(LONG_POLICY, monkeypatch)
+    assert pieces == whole
+    assert _positions(pieces) == _positions(whole)
+    assert pieces.comments == whole.comments and len(pieces.comments) == 600
+
+
+def test_a_line_that_starts_with_route_can_be_a_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces end where a line starts with `route`, but here it is a provider: the file parses whole."""
+    monkeypatch.setattr(parse_module, "_PIECE_CHARS", 1)
+    statements = _statements("route x prefer a,\nroute\nroute y prefer b\n")
+    assert statements == [route("x", ast.Do(prefer("a", "route"), _NOWHERE)), route("y", ast.Do(prefer("b"), _NOWHERE))]
+
+
+def test_a_long_file_reports_the_problem_a_whole_parse_finds_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad unit is found when the AST is built, after a whole file parses: a syntax error further on
+    comes first, pieces or not."""
+    monkeypatch.setattr(parse_module, "_PIECE_CHARS", 1)
+    with pytest.raises(ConfigError) as info:
+        parse_policy("route a when quota(w) > 20x prefer w\nroute b whne quota(w) > 20% prefer w\n", "p.policy")
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.span is not None and (diagnostic.span.line, diagnostic.span.column) == (2, 9)
