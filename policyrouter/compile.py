@@ -21,7 +21,7 @@ from policyrouter.eligibility import check_for
 from policyrouter.facts import MISSING, Fact
 from policyrouter.program import STRATEGIES, Condition, FactRef, ModelPlan, Program
 from policyrouter.quantities import format_quantity
-from policyrouter.registry import GLOBAL_BUDGETS, Registry
+from policyrouter.registry import GLOBAL_BUDGETS, Budget, Deployment, Registry
 
 Type = str  # share | money | count | duration | string | bool | error
 
@@ -54,6 +54,10 @@ _COMPARE: Mapping[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
+
+_PROVIDER_VERBS: Mapping[type, str] = {ast.Prefer: "prefer", ast.Only: "only", ast.Avoid: "avoid"}
+
+_NOTHING_REQUIRED: frozenset[str] = frozenset()  # one for every route without `requires`, not one each
 
 _FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
@@ -103,6 +107,9 @@ class _Compiler:
         self.budget_scopes = tuple(registry.budgets)
         self.spend_scopes = tuple(dict.fromkeys((*GLOBAL_BUDGETS, *registry.budgets)))
         self.later_lets: dict[str, Span] = {}  # every `let` of the file being compiled, to say "used too early"
+        self.serving: dict[str, tuple[list[str], frozenset[str]]] = {}  # by route target, see `served`
+        self.readers: dict[str, _Lowered] = {}  # each built-in fact's reader, shared by every use of the fact
+        self.comparisons: dict[tuple[Any, ...], Condition] = {}  # each `fact OP literal` closure, shared likewise
 
     def error(self, code: str, message: str, span: Span | None, help: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, span, "error", help))
@@ -115,6 +122,7 @@ class _Compiler:
     def statements(self, file: ast.PolicyFile) -> Iterable[tuple[ast.Route, dict[str, _Lowered]]]:
         """The file's routes, each with the `let`s defined before it (a `let` is visible after it)."""
         lets: dict[str, _Lowered] = {}
+        visible: dict[str, _Lowered] | None = None  # a copy of `lets`, shared by the routes up to the next `let`
         self.later_lets = {s.name.name: s.name.span for s in file.statements if isinstance(s, ast.Let)}
         for statement in file.statements:
             if isinstance(statement, ast.Let):
@@ -129,8 +137,11 @@ class _Compiler:
                         "pick another name for the `let`",
                     )
                 lets[name.name] = self.expr(statement.value, lets)
+                visible = None
             else:
-                yield statement, dict(lets)
+                if visible is None:
+                    visible = dict(lets)
+                yield statement, visible
 
     def route(self, node: ast.Route, lets: dict[str, _Lowered]) -> tuple[program.Route, ast.Route]:
         requires: set[str] = set()
@@ -179,7 +190,7 @@ class _Compiler:
                         closed_by = clause.span
         compiled = program.Route(
             target=node.target.name,
-            requires=frozenset(requires),
+            requires=frozenset(requires) if requires else _NOTHING_REQUIRED,
             clauses=tuple(clauses),
             strategy=strategy.name.name if strategy else "in_order",
             fallbacks=tuple(m.name for m in fallback.models) if fallback else (),
@@ -210,12 +221,12 @@ class _Compiler:
 
     def action(self, node: ast.Action, route: ast.Route) -> program.Action:
         if isinstance(node, (ast.Prefer, ast.Only, ast.Avoid)):
-            verb = {ast.Prefer: "prefer", ast.Only: "only", ast.Avoid: "avoid"}[type(node)]
-            providers = [p for p in (self.provider(p) for p in node.providers) if p]
+            verb = _PROVIDER_VERBS[type(node)]
+            providers = [name for ident in node.providers if (name := self.provider(ident))]
             for ident in node.providers:
                 if ident.name in self.registry.providers:
                     self.check_serves(ident, route)
-            text = f"{verb} {', '.join(p.name for p in node.providers)}"
+            text = f"{verb} {', '.join([p.name for p in node.providers])}"
             return program.Action(verb, tuple(providers), text=text, span=node.span)  # type: ignore[arg-type]
         if isinstance(node, ast.Use):
             model = self.model_name(node.model)
@@ -272,8 +283,7 @@ class _Compiler:
             )
 
     def check_serves(self, ident: ast.Ident, route: ast.Route) -> None:
-        models = self.models_matching(route.target.name)
-        served = {d.provider for m in models for d in self.registry.models[m].deployments}
+        models, served = self.served(route.target.name)
         if models and ident.name not in served:
             what = f"`{route.target.name}`" if not route.is_glob else f"any model `{route.target.name}` matches"
             self.warn(
@@ -282,6 +292,16 @@ class _Compiler:
                 ident.span,
                 f"{what} is served by {_names(sorted(served))}",
             )
+
+    def served(self, target: str) -> tuple[list[str], frozenset[str]]:
+        """The models a route target names and the providers that serve any of them, worked out once
+        per target: a route names several providers, and a glob's models take a pass over the registry."""
+        found = self.serving.get(target)
+        if found is None:
+            models = self.models_matching(target)
+            providers = frozenset([d.provider for m in models for d in self.registry.models[m].deployments])
+            found = self.serving[target] = (models, providers)
+        return found
 
     def models_matching(self, target: str) -> list[str]:
         if "*" not in target:
@@ -346,13 +366,26 @@ class _Compiler:
             return _Lowered(lambda ctx: value, "bool", facts, value)
         if right.const is not MISSING:  # the usual `fact OP literal`: fold the literal in
             const = self.settled(node, left, node.op, right.const) if typed else MISSING
-            value = right.const
-            return _Lowered(lambda ctx: op(lf(ctx), value), "bool", facts, const, settled=const is not MISSING)
+            fn = self.folded(op, lf, right.const, literal_first=False)
+            return _Lowered(fn, "bool", facts, const, settled=const is not MISSING)
         if left.const is not MISSING:
             const = self.settled(node, right, _FLIPPED[node.op], left.const) if typed else MISSING
-            value = left.const
-            return _Lowered(lambda ctx: op(value, rf(ctx)), "bool", facts, const, settled=const is not MISSING)
+            fn = self.folded(op, rf, left.const, literal_first=True)
+            return _Lowered(fn, "bool", facts, const, settled=const is not MISSING)
         return _Lowered(lambda ctx: op(lf(ctx), rf(ctx)), "bool", facts)
+
+    def folded(self, op: Callable[[Any, Any], bool], fn: Condition, value: Any, *, literal_first: bool) -> Condition:
+        """`fn OP value` (or `value OP fn`) as a closure, one per distinct comparison: the readers of
+        built-in facts are shared (see `reader`), so a large config repeats the same few comparisons,
+        and each closure is five objects for the garbage collector to track."""
+        key = (op, fn, type(value), value, literal_first)  # the type too: `1 == 1.0 == True` as keys
+        folded = self.comparisons.get(key)
+        if folded is None:
+            if literal_first:
+                folded = self.comparisons[key] = lambda ctx: op(value, fn(ctx))
+            else:
+                folded = self.comparisons[key] = lambda ctx: op(fn(ctx), value)
+        return folded
 
     def settled(self, node: ast.Compare, fact: _Lowered, op: str, value: Any) -> Any:
         """True or False when `fact OP value` is decided by the fact's domain alone (with a warning)."""
@@ -440,7 +473,7 @@ class _Compiler:
         if spec.arg is None:
             if arg is not None:
                 self.error("fact-argument", f"`{name}` takes no argument", node.span, f"write `{name}`")
-            return _request_or_clock_fact(name)
+            return self.reader(name, lambda: _request_or_clock_fact(name))
         if arg is None:
             self.error(
                 "fact-argument", f"`{name}` takes an argument", node.span, f"e.g. `{name}({_example_arg(spec.arg)})`"
@@ -451,12 +484,7 @@ class _Compiler:
                 self.error("fact-argument", f"`{name}` takes a string", arg.span, f'write `{name}("{_arg_text(arg)}")`')
                 return _Lowered(lambda ctx: None, "error")
             tag = str(arg.value)
-            label = f'{name}("{tag}")'
-            return _Lowered(
-                lambda ctx: tag in ctx.request.tags,
-                "bool",
-                (FactRef(label, None, "bool", lambda ctx: tag in ctx.request.tags),),
-            )
+            return self.reader(f'{name}("{tag}")', lambda: _tag_fact(name, tag))
         if not isinstance(arg, ast.Ident):
             self.error(
                 "fact-argument", f"`{name}` takes a name, not a string", arg.span, f"write `{name}({arg.value})`"
@@ -465,7 +493,18 @@ class _Compiler:
         resolved = self.fact_arg(name, spec.arg, arg)
         if resolved is None:
             return _Lowered(lambda ctx: None, "error")
-        return _source_fact(name, resolved, spec.type)
+        kind = spec.type
+        return self.reader(f"{name}.{resolved}", lambda: _source_fact(name, resolved, kind))
+
+    def reader(self, key: str, lower: Callable[[], _Lowered]) -> _Lowered:
+        """The lowered built-in fact under `key`, lowered on its first use only. Its closures depend on
+        nothing but the key, and a large config reads the same few facts in many routes: sharing them
+        keeps what the program holds (and what the garbage collector must walk) growing with the facts
+        it reads, not with the number of places that read them."""
+        lowered = self.readers.get(key)
+        if lowered is None:
+            lowered = self.readers[key] = lower()
+        return lowered
 
     def fact_arg(self, fact: str, kind: str, arg: ast.Ident) -> str | None:
         reg = self.registry
@@ -538,12 +577,20 @@ class _Compiler:
         chosen: dict[str, program.Route] = {m: exact[m][0] for m in reg.models if m in exact}
         self.match_globs(globs, exact, chosen)
         plans = {}
+        # unpriced deployments under a hard budget, found here while each deployment is at hand (a pass
+        # of its own over a large registry cost more), warned about after the cycle errors as before
+        unpriced: list[tuple[Deployment, list[Budget]]] = []
         for name, model in reg.models.items():
             route = chosen.get(name, program.EMPTY_ROUTE)
-            checks = tuple(check_for(reg, d, reg.budgets_for(d)) for d in model.deployments)
-            plans[name] = ModelPlan(model, route, model.deployments, checks)
+            checks = []
+            for d in model.deployments:
+                budgets = reg.budgets_for(d)
+                checks.append(check_for(reg, d, budgets))
+                if d.price is None and (hard := [b for b in budgets if b.hard]):
+                    unpriced.append((d, hard))
+            plans[name] = ModelPlan(model, route, model.deployments, tuple(checks))
         self.cycles(plans, routes)
-        self.unpriced_budgets()
+        self.unpriced_budgets(unpriced)
         return plans
 
     def match_globs(
@@ -600,19 +647,14 @@ class _Compiler:
 
     def cycles(self, plans: Mapping[str, ModelPlan], routes: list[tuple[program.Route, ast.Route]]) -> None:
         """Fallback and `use` chains must not loop back: each loop is an error at the edge closing it."""
-        spans: dict[tuple[str, str, str], Span] = {}
-        for _compiled, node in routes:
-            for clause in node.clauses:
-                if isinstance(clause, ast.Fallback):
-                    for m in clause.models:
-                        spans.setdefault(("fallback", node.target.name, m.name), m.span)
-                for action in _actions(clause):
-                    if isinstance(action, ast.Use):
-                        spans.setdefault(("use", node.target.name, action.model.name), action.model.span)
+        spans: dict[tuple[str, str, str], Span] | None = None  # found when a loop is: most configs have none
         for kind in ("fallback", "use"):
-            edges = {name: _edges(plan.route, kind) for name, plan in plans.items()}
+            # models with no edge of this kind cannot be on a loop: leaving them out changes no result
+            edges = {name: e for name, plan in plans.items() if (e := _edges(plan.route, kind))}
             reported: set[tuple[str, str]] = set()
             for a, b, path in _back_edges(edges):
+                if spans is None:
+                    spans = _edge_spans(routes)
                 route = plans[a].route
                 span = spans.get((kind, route.target, b))
                 if (route.target, b) in reported or span is None:
@@ -627,20 +669,16 @@ class _Compiler:
                     else "a `use` chain must end at a model whose route does not `use` its way back",
                 )
 
-    def unpriced_budgets(self) -> None:
-        reg = self.registry
-        for model in reg.models.values():
-            for d in model.deployments:
-                hard = [b for b in reg.budgets_for(d) if b.hard]
-                if d.price is None and hard:
-                    names = _names(b.name for b in hard)
-                    self.warn(
-                        "unpriced-hard-budget",
-                        f"`{d}` has no known price, but hard budget {names} applies",
-                        d.span,
-                        "give the model a `price:` in registry.yaml; until then "
-                        f"`settings.unknown_price: {reg.settings.unknown_price}` decides",
-                    )
+    def unpriced_budgets(self, unpriced: list[tuple[Deployment, list[Budget]]]) -> None:
+        """Deployments with no price under a hard budget: the budget cannot be checked before the call."""
+        policy = self.registry.settings.unknown_price
+        for d, hard in unpriced:
+            self.warn(
+                "unpriced-hard-budget",
+                f"`{d}` has no known price, but hard budget {_names(b.name for b in hard)} applies",
+                d.span,
+                f"give the model a `price:` in registry.yaml; until then `settings.unknown_price: {policy}` decides",
+            )
 
 
 # -- lowering helpers ---------------------------------------------------------------------------
@@ -675,6 +713,15 @@ def _source_fact(name: str, arg: str, kind: Type) -> _Lowered:
     return _Lowered(read, kind, (FactRef(f"{name}({arg})", key, kind, read),), domain=domain)
 
 
+def _tag_fact(name: str, tag: str) -> _Lowered:
+    label = f'{name}("{tag}")'
+    return _Lowered(
+        lambda ctx: tag in ctx.request.tags,
+        "bool",
+        (FactRef(label, None, "bool", lambda ctx: tag in ctx.request.tags),),
+    )
+
+
 def _request_or_clock_fact(name: str) -> _Lowered:
     if name == "tokens":
         fn: Condition = lambda ctx: ctx.request.tokens  # noqa: E731
@@ -702,6 +749,20 @@ def _actions(clause: ast.Clause) -> tuple[ast.Action, ...]:
     if isinstance(clause, (ast.Otherwise, ast.Do)):
         return (clause.action,)
     return ()
+
+
+def _edge_spans(routes: list[tuple[program.Route, ast.Route]]) -> dict[tuple[str, str, str], Span]:
+    """Where each fallback and `use` edge is written, by (kind, route target, model): the first place."""
+    spans: dict[tuple[str, str, str], Span] = {}
+    for _compiled, node in routes:
+        for clause in node.clauses:
+            if isinstance(clause, ast.Fallback):
+                for m in clause.models:
+                    spans.setdefault(("fallback", node.target.name, m.name), m.span)
+            for action in _actions(clause):
+                if isinstance(action, ast.Use):
+                    spans.setdefault(("use", node.target.name, action.model.name), action.model.span)
+    return spans
 
 
 def _edges(route: program.Route, kind: str) -> tuple[str, ...]:

@@ -21,46 +21,71 @@ if TYPE_CHECKING:
     from policyrouter.evaluate import Context
 
 Reason = tuple[str, str]  # (exclusion code, sentence)
+RateLimit = tuple[str, str, str, float]  # (rpm | tpm, key or provider, fact key, limit)
 Check = Callable[["Context", frozenset[str]], "Reason | None"]
 
 
 def check_for(registry: Registry, d: Deployment, budgets: tuple[Budget, ...]) -> Check:
     """The eligibility check of one deployment: `check(ctx, requires)` → None, or why not."""
-    name = d.provider
-    provider = registry.providers[name]
-    capabilities = d.capabilities
-    window = d.context_window if d.context_window is not None else math.inf
-    quota = provider.quota if provider.quota is not None and provider.quota.hard else None
-    quota_key = "quota." + name
-    rates = tuple(
-        (kind, who, f"{kind}.{who}", limit)
-        for kind, own, shared in (("rpm", d.rpm, provider.rpm), ("tpm", d.tpm, provider.tpm))
-        for who, limit in ((d.key, own), (name, shared))
-        if limit is not None
-    )
-    cooldown_key = "cooldown." + name
-    hard = tuple(("budget." + b.name, b) for b in budgets if b.hard)
-    deny_unknown_price = registry.settings.unknown_price == "deny"
+    return _DeploymentCheck(registry, d, budgets).check
 
-    def check(ctx: Context, requires: frozenset[str]) -> Reason | None:
+
+class _DeploymentCheck:
+    """One deployment's limits, worked out once; its bound `check` method is the check.
+
+    An object rather than a closure: a config holds one check per deployment, and a closure over ten
+    variables is twelve objects for the garbage collector to track (the function, its cell tuple and a
+    cell each), this is two (the object and its bound method). Calling the bound method costs the same.
+    """
+
+    __slots__ = (
+        "capabilities",
+        "cooldown_key",
+        "deny_unknown_price",
+        "deployment",
+        "hard",
+        "name",
+        "quota",
+        "quota_key",
+        "rates",
+        "window",
+    )
+
+    def __init__(self, registry: Registry, d: Deployment, budgets: tuple[Budget, ...]) -> None:
+        name = d.provider
+        provider = registry.providers[name]
+        self.deployment = d
+        self.name = name
+        self.capabilities = d.capabilities
+        self.window = d.context_window if d.context_window is not None else math.inf
+        self.quota = provider.quota if provider.quota is not None and provider.quota.hard else None
+        self.quota_key = "quota." + name
+        self.rates = _rate_limits(d, provider.rpm, provider.tpm)
+        self.cooldown_key = "cooldown." + name
+        self.hard = tuple([("budget." + b.name, b) for b in budgets if b.hard])
+        self.deny_unknown_price = registry.settings.unknown_price == "deny"
+
+    def check(self, ctx: Context, requires: frozenset[str]) -> Reason | None:
+        name, capabilities = self.name, self.capabilities
         if requires and not requires <= capabilities:
             return "capability", f"lacks {_listing(sorted(requires - capabilities))}"
-        if ctx.context_tokens > window:
-            return "context_window", f"context window {_count(window)} < {_count(ctx.context_tokens)} tokens"
+        if ctx.context_tokens > self.window:
+            return "context_window", f"context window {_count(self.window)} < {_count(ctx.context_tokens)} tokens"
         read, facts = ctx.read, ctx.facts
+        quota = self.quota
         if quota is not None:
-            share = read.get(quota_key)
+            share = read.get(self.quota_key)
             if share is None:
-                share = read[quota_key] = facts.quota_left(name)
+                share = read[self.quota_key] = facts.quota_left(name)
             left = share * quota.limit
             if quota.unit == "tokens":
                 need: float = ctx.quota_tokens
             else:
-                need = 1.0 if quota.unit == "requests" else (ctx.cost(d) or 0.0)
+                need = 1.0 if quota.unit == "requests" else (ctx.cost(self.deployment) or 0.0)
             if left <= 0 or left < need:
                 state = "used up" if left <= 0 else f"has {_share(share)} left, less than this request needs"
                 return "quota", f"`{name}` quota {state} ({quota.window} window)"
-        for kind, who, key, limit in rates:
+        for kind, who, key, limit in self.rates:
             used = read.get(key)
             if used is None:
                 used = read[key] = facts.rate(kind, who)
@@ -70,16 +95,26 @@ def check_for(registry: Registry, d: Deployment, budgets: tuple[Budget, ...]) ->
                     "rate_limit",
                     f"{kind} limit of `{who}` reached ({_count(used)}/{_count(limit)}), frees at {frees:%H:%M:%S}",
                 )
-        cooling = read.get(cooldown_key)
+        cooling = read.get(self.cooldown_key)
         if cooling is None:
-            cooling = read[cooldown_key] = facts.cooldown(name)
+            cooling = read[self.cooldown_key] = facts.cooldown(name)
         if cooling > 0:
             return "cooldown", f"`{name}` is cooling down after failures ({format_quantity('duration', cooling)} left)"
-        if hard:
-            return _budget_reason(ctx, d, hard, deny_unknown_price)
+        if self.hard:
+            return _budget_reason(ctx, self.deployment, self.hard, self.deny_unknown_price)
         return None
 
-    return check
+
+def _rate_limits(d: Deployment, provider_rpm: float | None, provider_tpm: float | None) -> tuple[RateLimit, ...]:
+    """The rate windows that apply: the deployment's own key's, then its provider's, for rpm then tpm."""
+    if d.rpm is None and d.tpm is None and provider_rpm is None and provider_tpm is None:
+        return ()  # the usual case, without building the lists below
+    return tuple(
+        (kind, who, f"{kind}.{who}", limit)
+        for kind, own, shared in (("rpm", d.rpm, provider_rpm), ("tpm", d.tpm, provider_tpm))
+        for who, limit in ((d.key, own), (d.provider, shared))
+        if limit is not None
+    )
 
 
 def _budget_reason(

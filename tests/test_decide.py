@@ -188,6 +188,20 @@ route claude-3-haiku only personal
 route claude-* prefer api
 route * avoid work
 """
+# Routes that read one fact, some through the same comparison: each still decides by its own.
+SHARED_FACT = """\
+route sonnet when quota(work) < 50% prefer personal
+route haiku when 50% < quota(work) prefer personal
+route claude-3-haiku when quota(work) < 20% prefer personal
+route opus when quota(work) < 50% prefer team
+"""
+LETS_BETWEEN_ROUTES = """\
+let low = quota(work) < 50%
+route sonnet when low prefer personal
+let high = not low
+route haiku when high prefer personal
+route claude-3-haiku when low prefer personal
+"""
 OPUS_PAUSED = 'route sonnet fallback opus, gpt-4o\nroute opus deny "opus is paused"\n'
 
 # fmt: off
@@ -333,6 +347,15 @@ CASES = [
     holds("parentheses", '(tag("a") or tag("b")) and not tag("c")', {}, False, tags=["a", "c"]),
     Case("a let names a condition", "let tight = budget(month) < 15%\nroute sonnet when tight prefer personal",
          "sonnet", ["sonnet@personal", "sonnet@work"], {"spend": {"month": 190}}),
+    Case("routes sharing a comparison each apply it", SHARED_FACT, "opus", ["opus@team", "opus@work", "opus@perreq"],
+         {"quota": {"work": "30%"}}),
+    Case("a comparison written the other way round is another", SHARED_FACT, "haiku", HAIKU,
+         {"quota": {"work": "30%"}}),
+    Case("the same fact against another threshold", SHARED_FACT, "claude-3-haiku",
+         ["claude-3-haiku@work", "claude-3-haiku@personal"], {"quota": {"work": "30%"}}),
+    Case("a route sees the lets above it", LETS_BETWEEN_ROUTES, "haiku", HAIKU, {"quota": {"work": "30%"}}),
+    Case("a later let leaves the earlier ones visible", LETS_BETWEEN_ROUTES, "claude-3-haiku",
+         ["claude-3-haiku@personal", "claude-3-haiku@work"], {"quota": {"work": "30%"}}),
     # -- eligibility ---------------------------------------------------------------------------------
     Case("context window too small", "route sonnet fallback gemini-pro", "sonnet", ["gemini-pro@google"],
          request={"tokens": 250_000},
