@@ -139,9 +139,11 @@ class LiveFacts:
         written = self.store.layout.call_meters(deployment, self._at(), self.run_id).keys
         with self._lock:
             snapshot = self._latest[0]
+            taken: set[str] = set()
             if fresh and snapshot is not None:
-                snapshot.counters.update((k, c) for k, c in fresh.items() if k in snapshot.counters)
-            self._stale.update(k for k in written if not fresh or k not in fresh)
+                taken = {k for k in fresh if k in snapshot.counters}
+                snapshot.counters.update((k, fresh[k]) for k in taken)
+            self._stale.update(k for k in written if k not in taken)  # read on their own: read again
             self._stale.add(keys.latency_key(deployment.provider))  # samples, not a counter: dropped when next read
             if snapshot is not None and snapshot.facts is not None:
                 snapshot.facts = _Derived()  # replaced, not cleared: a decision under way keeps its own

@@ -137,6 +137,16 @@ def test_what_a_settle_returns_needs_no_read_again(clock: FakeClock) -> None:
     assert live.for_decision().quota_left("work") == 0.5 and len(store.reads) == 2
 
 
+def test_a_counter_read_on_its_own_is_read_again_after_a_settle(clock: FakeClock) -> None:
+    registry = make_registry()  # no rpm limit on `work`: its rpm counter is not in the snapshot
+    store = MemoryStore(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    live = LiveFacts(store, ttl=60)
+    assert live.for_decision().rate("rpm", "work") == 0
+    live.forget(work, store.settle(store.reserve(work, tokens=10, cost=0), input_tokens=5, output_tokens=5, cost=0))
+    assert live.for_decision().rate("rpm", "work") == 1
+
+
 def test_decision_views_read_a_new_window_at_once(clock: FakeClock) -> None:
     registry = make_registry(work_quota=1000)
     store = MemoryStore(registry, clock=clock)
