@@ -107,8 +107,6 @@ class _DeploymentCheck:
 
 def _rate_limits(d: Deployment, provider_rpm: float | None, provider_tpm: float | None) -> tuple[RateLimit, ...]:
     """The rate windows that apply: the deployment's own key's, then its provider's, for rpm then tpm."""
-    if d.rpm is None and d.tpm is None and provider_rpm is None and provider_tpm is None:
-        return ()  # the usual case, without building the lists below
     return tuple(
         (kind, who, f"{kind}.{who}", limit)
         for kind, own, shared in (("rpm", d.rpm, provider_rpm), ("tpm", d.tpm, provider_tpm))
