@@ -21,7 +21,7 @@ is what live reservations hold.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from policyrouter.registry import GLOBAL_BUDGETS, Deployment, Registry, Window
@@ -43,6 +43,14 @@ class Meter:
     span: WindowSpan
     limit: float | None
     hard: bool
+    # The instant (epoch seconds) the counter may go: its window's end plus a margin; None for a run,
+    # whose counters live RUN_TTL after their last write.
+    expires: float | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        span = self.span
+        bounded = span.start is not None and span.end is not None
+        object.__setattr__(self, "expires", span.end_ts + min(MAX_MARGIN, span.length) if bounded else None)
 
     def usage(self, counter: Counter) -> Usage:
         return Usage(
@@ -59,10 +67,8 @@ class Meter:
 
     def ttl(self, now: float) -> float:
         """Seconds from `now` (epoch seconds) the counter must live: to its window's end plus a margin."""
-        span = self.span
-        if span.start is None or span.end is None:
-            return RUN_TTL
-        return max(1.0, span.end_ts - now + min(MAX_MARGIN, span.length))
+        expires = self.expires
+        return RUN_TTL if expires is None else max(1.0, expires - now)
 
 
 @dataclass(frozen=True, slots=True)

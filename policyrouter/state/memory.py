@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ class _Cell:
     expires_at: float | None = None
 
 
+_ZERO = Counter()
+
+
 class MemoryStore(StateStore):
     def __init__(self, registry: Registry, url: str = "memory://", **options: Any) -> None:
         super().__init__(registry, url, **options)
@@ -26,6 +30,7 @@ class MemoryStore(StateStore):
         self._cells: dict[str, _Cell] = {}
         self._lists: dict[str, list[float]] = {}
         self._reservations: dict[str, tuple[float, tuple[Hold, ...]]] = {}
+        self._next_lease_end = math.inf  # no reservation's lease ends before this
 
     def _live(self, key: str, now: float) -> _Cell | None:
         cell = self._cells.get(key)
@@ -41,9 +46,12 @@ class MemoryStore(StateStore):
         return cell
 
     def _reap_locked(self, now: float) -> int:
+        if now < self._next_lease_end:  # the common case: no lease has ended, nothing to scan
+            return 0
         expired = [rid for rid, (until, _) in self._reservations.items() if until <= now]
         for rid in expired:
             self._drop_holds(rid, now)
+        self._next_lease_end = min((until for until, _ in self._reservations.values()), default=math.inf)
         return len(expired)
 
     def _drop_holds(self, rid: str, now: float) -> bool:
@@ -61,16 +69,14 @@ class MemoryStore(StateStore):
     ) -> tuple[int | None, list[Counter]]:
         with self._lock:
             self._reap_locked(now)
-            counters = []
-            for check in checks:
-                cell = self._live(check.key, now) or _Cell()
-                counters.append(Counter(cell.used, cell.reserved))
+            counters = self._read_locked(now, [check.key for check in checks])
             for i, (check, c) in enumerate(zip(checks, counters, strict=True)):
-                if check.limit is not None and not fits(c.total, check.amount, check.limit):
+                if check.limit is not None and not fits(c.used + c.reserved, check.amount, check.limit):
                     return i, counters
             for hold in holds:
                 self._cell(hold.key, now, hold.ttl).reserved += hold.amount
             self._reservations[rid] = (lease_until, tuple(holds))
+            self._next_lease_end = min(self._next_lease_end, lease_until)
             return None, counters
 
     def _finish(self, now: float, rid: str, ops: Sequence[Op], read: Sequence[str]) -> tuple[bool, list[Counter]]:
@@ -103,8 +109,17 @@ class MemoryStore(StateStore):
             return self._read_locked(now, keys)
 
     def _read_locked(self, now: float, keys: Sequence[str]) -> list[Counter]:
-        cells = [self._live(k, now) or _Cell() for k in keys]
-        return [Counter(c.used, c.reserved) for c in cells]
+        out = []
+        for key in keys:
+            cell = self._cells.get(key)
+            if cell is None:
+                out.append(_ZERO)
+            elif cell.expires_at is not None and cell.expires_at <= now:
+                del self._cells[key]
+                out.append(_ZERO)
+            else:
+                out.append(Counter(cell.used, cell.reserved))
+        return out
 
     def _samples(self, key: str) -> list[float]:
         with self._lock:

@@ -1,10 +1,13 @@
-"""The values that pass between the state store, its backends and its callers."""
+"""The values that pass between the state store, its backends and its callers.
+
+The ones made several times per call (counters, checks, holds, writes) are named tuples: they are
+built at twice the speed of frozen dataclasses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from policyrouter.registry import Deployment
 
@@ -21,8 +24,7 @@ def share_left(taken: float, limit: float | None) -> float:
     return min(1.0, max(0.0, 1.0 - taken / limit))
 
 
-@dataclass(frozen=True, slots=True)
-class Counter:
+class Counter(NamedTuple):
     """One counter as stored: settled use, and the part held by live reservations."""
 
     used: float = 0.0
@@ -57,8 +59,7 @@ class Usage:
         return self.limit is not None and self.used + self.reserved > self.limit
 
 
-@dataclass(frozen=True, slots=True)
-class Hold:
+class Hold(NamedTuple):
     """Part of a reservation: `amount` added to a counter's reserved part until settled or expired."""
 
     key: str
@@ -66,8 +67,7 @@ class Hold:
     ttl: float | None  # seconds the counter should live from now; None: no expiry
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
+class Check(NamedTuple):
     """Before holding: refuse when `used + reserved + amount > limit` (limit None: only read it)."""
 
     key: str
@@ -75,8 +75,7 @@ class Check:
     limit: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
+class Op(NamedTuple):
     """A write to a counter's settled part: add to it, set it, or push a sample (latency)."""
 
     action: OpAction

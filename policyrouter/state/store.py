@@ -48,6 +48,7 @@ LATENCY_SAMPLES = 20  # latency(P) is the median of this many recent calls
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 _NOT_IN_RUN_ID = re.compile(r"[^A-Za-z0-9._:@-]")
 _process_run: tuple[int, str] | None = None
+_checked_run_ids: set[str] = set()
 
 
 def utc_now() -> datetime:
@@ -65,10 +66,14 @@ def process_run_id() -> str:
 
 
 def check_run_id(run_id: str) -> str:
+    if run_id in _checked_run_ids:  # every reserve names its run: match each id once
+        return run_id
     if not _RUN_ID.match(run_id):
         raise ValueError(
             f"run id `{run_id}` must be 1-128 letters, digits and `._:@-`, starting with a letter or digit"
         )
+    if len(_checked_run_ids) < 4096:
+        _checked_run_ids.add(run_id)
     return run_id
 
 
@@ -150,14 +155,20 @@ class StateStore(ABC):
         rid = new_id()
         lease_s = self.reservation_ttl if lease is None else lease
         expires = now + timedelta(seconds=lease_s)
-        checks = [Check(s.meter.key, s.need, s.meter.limit if s.enforce else None) for s in plan]
         now_ts = now.timestamp()
-        holds = [Hold(s.meter.key, s.hold, s.meter.ttl(now_ts)) for s in plan if s.hold]
+        checks: list[Check] = []
+        holds: list[Hold] = []
+        for s in plan:
+            meter = s.meter
+            checks.append(Check(meter.key, s.need, meter.limit if s.enforce else None))
+            if s.hold:
+                holds.append(Hold(meter.key, s.hold, meter.ttl(now_ts)))
         holds.append(Hold(keys.inflight_key(deployment.provider), 1.0, None))
         reservation = Reservation(rid, self.url, deployment, run, tokens, cost, now, expires)
         try:
-            self._flush_pending()
-            failed, counters = self._reserve(now_ts, rid, expires.timestamp(), checks, holds)
+            if self._pending:
+                self._flush_pending()
+            failed, counters = self._reserve(now_ts, rid, now_ts + lease_s, checks, holds)
         except StateError as e:
             if self._fails_closed(plan):
                 raise
@@ -262,7 +273,8 @@ class StateStore(ABC):
         self, now: datetime, reservation: Reservation, ops: list[Op], read: Sequence[str]
     ) -> Mapping[str, Counter]:
         try:
-            self._flush_pending()
+            if self._pending:
+                self._flush_pending()
             _, counters = self._finish(now.timestamp(), reservation.id, ops, read)
         except StateError as e:
             with self._pending_lock:
