@@ -51,12 +51,13 @@ from policyrouter.failures import Failure, backoff, classify
 from policyrouter.quantities import format_quantity
 from policyrouter.registry import Deployment
 from policyrouter.report import RequestReport
+from policyrouter.state import LimitExceededError
 from policyrouter.streams import AsyncRoutedStream, RoutedStream, Tally
 
 if TYPE_CHECKING:
     from policyrouter.decision import Decision
     from policyrouter.router import Router
-    from policyrouter.state import LimitExceededError, LiveFacts, Reservation
+    from policyrouter.state import LiveFacts, Reservation
 
 log = logging.getLogger("policyrouter.executor")
 
@@ -287,12 +288,11 @@ class _Call:
 
     def next(self) -> _Try | None:
         """The next call to make, or None when every deployment has been tried."""
-        from policyrouter.state import LimitExceededError
-
         while self.index < len(self.order):
             d = self.order[self.index]
+            api_key = os.environ.get(d.api_key_env) if d.api_key_env else None
             if self.retry == 0:
-                skip = self._skip(d)
+                skip = self._skip(d, api_key)
                 if skip is not None:
                     self.attempts.append(Attempt(d, skip[0], skip[1], called=False))
                     self._move_on(d, skip[1])
@@ -308,15 +308,16 @@ class _Call:
                 continue
             self._warn(d, reservation)
             self.tries += 1
-            attempt = _Try(d, reservation, self._litellm_kwargs(d), self.tries, self.retry)
+            attempt = _Try(d, reservation, self._litellm_kwargs(d, api_key), self.tries, self.retry)
             self.report.attempt(d, attempt.number, attempt.retry, self.estimate, cost, self.stream, self.messages)
             self.called = True
             attempt.started = time.perf_counter()
             return attempt
         return None
 
-    def _skip(self, d: Deployment) -> tuple[str, str] | None:
-        """Why `d` cannot serve this request, learned before calling it; None when it can be tried."""
+    def _skip(self, d: Deployment, api_key: str | None) -> tuple[str, str] | None:
+        """Why `d` cannot serve this request, learned before calling it; None when it can be tried.
+        `api_key`: the value of `d`'s key variable."""
         if d.provider in self.cooled:
             return "cooling_down", f"`{d.provider}` was cooled down earlier in this request: {self.cooled[d.provider]}"
         exceeded = self.exceeded
@@ -332,16 +333,16 @@ class _Call:
                 return "context_window", (
                     f"context window {window} is not larger than that of `{exceeded.key}`, which was exceeded"
                 )
-        if d.api_key_env and not os.environ.get(d.api_key_env):
+        if d.api_key_env and not api_key:
             return "missing_key", f"environment variable `{d.api_key_env}` is not set"
         return None
 
-    def _litellm_kwargs(self, d: Deployment) -> dict[str, Any]:
+    def _litellm_kwargs(self, d: Deployment, api_key: str | None) -> dict[str, Any]:
         kwargs = dict(self.kwargs)
         kwargs["model"] = d.litellm_model
         kwargs["messages"] = self.messages
-        if d.api_key_env:
-            kwargs["api_key"] = os.environ[d.api_key_env]
+        if api_key:
+            kwargs["api_key"] = api_key
         if d.base_url:
             kwargs["api_base"] = d.base_url
         if "num_retries" not in kwargs:
