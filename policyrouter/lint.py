@@ -191,15 +191,17 @@ def _first_hole(program: Program, plan: ModelPlan, node: ast.Route) -> tuple[Req
         facts = nest_facts(dict(zip(keys, values, strict=True)))
         source = StaticFacts(registry, facts)
         for request in requests:
+            # A hole needs both: a deployment the facts alone leave, and a decision that leaves none.
+            # The first is a few checks, the second a whole decision, so it is asked only when the
+            # first holds (often it does not: the facts tried include used-up quotas and cooldowns).
+            alive = _eligible_alone(program, plan, request, source)
+            if alive is None:
+                continue
             try:
                 decide(program, request, source)
-                continue
             except DecisionError as e:
-                if e.code in ("denied", "unknown_model"):
-                    continue
-            alive = _eligible_alone(program, plan, request, source)
-            if alive is not None:
-                return request, facts, alive
+                if e.code not in ("denied", "unknown_model"):
+                    return request, facts, alive
     return None
 
 
