@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,22 @@ def _parser() -> Lark:
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=True,
+        lexer_callbacks={"COMMENT": _keep_comment},
         cache=True,  # Lark keeps the analysed grammar in a temp file keyed by its hash: 10x faster starts
     )
+
+
+# Comments are ignored by the grammar but kept for the formatter. The lexer hands each one to
+# `_keep_comment` as it passes it, which costs nothing, where lexing the file again for them cost
+# as much as parsing it. The parser is shared, so the list they go to is the current thread's.
+_lexed = threading.local()
+
+
+def _keep_comment(token: Token) -> Token:
+    comments: list[tuple[int, str]] | None = getattr(_lexed, "comments", None)
+    if comments is not None:
+        comments.append((token.line or 0, str(token)))
+    return token
 
 
 class _SyntaxProblem(Exception):
@@ -69,21 +84,18 @@ def parse_policy(text: str, path: str = "<policy>") -> ast.PolicyFile:
 def _parse(text: str, source: Source) -> tuple[list[ast.Statement], list[tuple[int, str]]]:
     """The statements, and the comments kept aside with their lines (the formatter puts them back)."""
     parser = _parser()
-    if len(text) > _PIECE_CHARS:
-        try:
-            statements = _parse_in_pieces(parser, text, source)
-        except (UnexpectedInput, _SyntaxProblem):
-            pass  # parse the whole file, which reports the problem it finds first (it may be elsewhere)
-        else:
-            return statements, _comments(parser, text)
-    tree = parser.parse(text)
-    comments = _comments(parser, text)
-    return _ToAst(source).build(tree), comments
-
-
-def _comments(parser: Lark, text: str) -> list[tuple[int, str]]:
-    tokens = parser.lex(text, dont_ignore=True) if "#" in text else ()
-    return [(token.line or 0, str(token)) for token in tokens if token.type == "COMMENT"]
+    comments: list[tuple[int, str]] = []
+    _lexed.comments = comments
+    try:
+        if len(text) > _PIECE_CHARS:
+            try:
+                return _parse_in_pieces(parser, text, source), comments
+            except (UnexpectedInput, _SyntaxProblem):
+                comments.clear()  # parse the whole file, which reports the problem it finds first (maybe elsewhere)
+        tree = parser.parse(text)
+        return _ToAst(source).build(tree), comments
+    finally:
+        _lexed.comments = None
 
 
 # A long file is parsed a piece at a time, each piece turned into AST nodes right after it is parsed.

@@ -414,6 +414,19 @@ def test_a_line_that_starts_with_route_can_be_a_name(monkeypatch: pytest.MonkeyP
     assert statements == [route("x", ast.Do(prefer("a", "route"), _NOWHERE)), route("y", ast.Do(prefer("b"), _NOWHERE))]
 
 
+def test_comments_of_a_file_parsed_in_pieces_keep_the_file_s_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parse_module, "_PIECE_CHARS", 1)
+    text = "# a\nroute w prefer a  # b\n\n# c\nroute y prefer b  # d\n"
+    assert parse_policy(text, "p.policy").comments == ((1, "# a"), (2, "# b"), (4, "# c"), (5, "# d"))
+
+
+def test_comments_are_kept_once_when_the_pieces_give_way_to_the_whole_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pieces before the one that does not parse have passed their comments already."""
+    monkeypatch.setattr(parse_module, "_PIECE_CHARS", 1)
+    text = "# a\nroute w prefer a\nroute x prefer a,  # b\nroute  # c\nroute y prefer b  # d\n"
+    assert parse_policy(text, "p.policy").comments == ((1, "# a"), (3, "# b"), (4, "# c"), (5, "# d"))
+
+
 def test_a_long_file_reports_the_problem_a_whole_parse_finds_first(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bad unit is found when the AST is built, after a whole file parses: a syntax error further on
     comes first, pieces or not."""
