@@ -25,6 +25,7 @@ from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
 from policyrouter.errors import DecisionError
 from policyrouter.quantities import QuantityError, parse_count
 from policyrouter.router import InvalidFacts, Router
+from policyrouter.yaml_text import load_yaml
 
 if TYPE_CHECKING:
     from policyrouter.filecache import FileCache
@@ -76,13 +77,12 @@ def load_cases(path: Path, cache: FileCache | None = None) -> tuple[list[Case], 
 
 
 def _cases_from_text(text: str, shown: str) -> tuple[list[Case], list[Diagnostic]]:
-    from ruamel.yaml import YAML
     from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.error import YAMLError
 
     source = Source(shown, text)
     try:
-        data = YAML(typ="rt").load(text)
+        data = load_yaml(text)
     except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

@@ -124,6 +124,27 @@ def test_an_empty_file_has_no_cases(tmp_path: Path) -> None:
     assert decision_tests.load_cases(path) == ([], [])
 
 
+# The YAML is read first without the scanner that keeps comments, and again by the full round-trip
+# loader where that fails: these texts are read differently by the two, and must read as the full one.
+
+
+def test_a_value_only_the_full_reader_takes_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "cases.yaml"
+    path.write_text("- name: a\n  request: {model: sonnet}\n  facts: {quota: {work: :21%}}\n  expect: {first: work}\n")
+    (case,), problems = decision_tests.load_cases(path)
+    assert problems == [] and case.facts == {"quota": {"work": ":21%"}}
+    assert (case.span.line, case.span.column) == (1, 3)
+
+
+def test_broken_yaml_is_reported_where_the_full_reader_stops(tmp_path: Path) -> None:
+    path = tmp_path / "cases.yaml"
+    path.write_text(GOOD + "- name: {b}c: d}\n  request: {model: sonnet}\n")
+    cases, (problem,) = decision_tests.load_cases(path)
+    assert cases == [] and problem.code == "test-syntax"
+    assert problem.message == "invalid YAML: mapping values are not allowed here"
+    assert problem.span is not None and (problem.span.line, problem.span.column) == (4, 13)
+
+
 def test_facts_that_do_not_fit_fail_the_case_with_a_suggestion(make_config: Callable[..., Path]) -> None:
     wrong = "- name: typo in facts\n  request: {model: sonnet}\n  facts: {quota: {wrk: 5%}}\n  expect: {first: work}\n"
     directory = make_config(REGISTRY, CARD, tests={"cases.yaml": wrong})

@@ -369,6 +369,37 @@ def test_relations_are_checked_only_once_values_are_valid(tmp_path: Path, monkey
     assert [d.code for d in error.diagnostics] == ["registry-type"]
 
 
+# The YAML is read first without the scanner that keeps comments, and again by the full round-trip
+# loader where that fails: these texts are read differently by the two, and must read as the full one.
+
+
+def test_a_value_only_the_full_reader_takes_still_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = load_text(
+        tmp_path,
+        monkeypatch,
+        """\
+        providers:
+          local: {litellm_provider: ollama, base_url: :11434}   # `:11434` is a plain scalar here
+        models:
+          coder:
+            deployments:
+              - {provider: local, model_id: qwen}
+        """,
+    )
+    assert registry.providers["local"].base_url == ":11434"
+    assert str(registry.providers["local"].span) == "registry.yaml:2:3"
+
+
+def test_broken_yaml_is_reported_where_the_full_reader_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    error = diagnostics_of(tmp_path, monkeypatch, "providers:\n  work: {litellm_p}rovider: anthropic}\n")
+    assert render(error.diagnostics) == (
+        "registry.yaml:2:27: error[registry-syntax]: invalid YAML: mapping values are not allowed here\n"
+        "  |\n"
+        "2 |   work: {litellm_p}rovider: anthropic}\n"
+        "  |                           ^^^^^^^^^^^"
+    )
+
+
 def test_json_schema_describes_the_file() -> None:
     schema = registry_json_schema()
     assert list(schema["properties"]) == ["settings", "providers", "models", "budgets"]
