@@ -2,6 +2,10 @@
 
 `Decision.explain()` is for people; `Decision.to_dict()` is for machines and is exactly what
 `policyrouter explain --format json` prints. Keys are stable.
+
+`Decision`, `Step` and `ConditionResult` are made on every decision, so they are plain slotted
+dataclasses: a frozen one sets each field through `object.__setattr__`, and building them that way was
+a quarter of a two-deployment decision. Nothing changes them once the decision is made.
 """
 
 from __future__ import annotations
@@ -56,13 +60,13 @@ class Exclusion:
         return {"deployment": self.deployment.key, "code": self.code, "reason": self.reason}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConditionResult:
     clause: Clause
     value: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Step:
     """How one model of the chain was routed: the requested one, then `use` targets and fallbacks."""
 
@@ -95,7 +99,7 @@ class Step:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     request: Request
     order: tuple[Deployment, ...]

@@ -98,8 +98,10 @@ class _Walk:
         if model in self.visited:
             return  # a cycle, or reached twice: each model's deployments appear once
         self.visited.add(model)
-        requires = requires | route.requires
-        self.requires_seen = self.requires_seen | requires
+        if route.requires:
+            requires = requires | route.requires
+        if not requires <= self.requires_seen:
+            self.requires_seen = self.requires_seen | requires
         conditions, fired, action = self.clauses(route.clauses)
         if action is not None and action.verb == "use" and action.model is not None:
             self.steps.append(Step(model, via, route, conditions, fired, action, (), f"routed as `{action.model}`"))
