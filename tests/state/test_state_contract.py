@@ -252,6 +252,24 @@ def test_reap_on_demand(store_factory: StoreFactory, clock: FakeClock) -> None:
     assert facts(store).in_flight("work") == 0
 
 
+def test_each_reservation_expires_at_its_own_lease(store_factory: StoreFactory, clock: FakeClock) -> None:
+    registry = make_registry()
+    store = store_factory(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    store.reserve(work, tokens=100, cost=0.1, lease=30)
+    store.reserve(work, tokens=200, cost=0.1, lease=10)
+    store.reserve(work, tokens=400, cost=0.1, lease=60)
+    clock.advance(11)
+    assert store.reap() == 1 and quota_counter(store) == (0, pytest.approx(500))
+    clock.advance(20)
+    assert store.reap() == 1 and quota_counter(store) == (0, pytest.approx(400))
+    store.reserve(work, tokens=800, cost=0.1, lease=5)  # ends before the one still held
+    clock.advance(6)
+    assert store.reap() == 1 and quota_counter(store) == (0, pytest.approx(400))
+    clock.advance(30)
+    assert store.reap() == 1 and facts(store).in_flight("work") == 0
+
+
 def test_a_reservation_is_finished_once(store_factory: StoreFactory, clock: FakeClock) -> None:
     registry = make_registry()
     store = store_factory(registry, clock=clock)
