@@ -9,11 +9,13 @@ foreign or corrupted file is refused with a clear `StateError` instead of being 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,6 @@ CREATE TABLE counters (
     reserved REAL NOT NULL DEFAULT 0,
     expires_at REAL
 ) WITHOUT ROWID;
-CREATE INDEX counters_expiry ON counters (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE reservations (
     id TEXT PRIMARY KEY,
     lease_until REAL NOT NULL,
@@ -41,24 +42,41 @@ CREATE TABLE reservations (
 ) WITHOUT ROWID;
 CREATE INDEX reservations_lease ON reservations (lease_until);
 CREATE TABLE samples (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
     value REAL NOT NULL
 );
 CREATE INDEX samples_key ON samples (key, seq);
 """
 
-_WRITE = "INSERT INTO counters (key, used, expires_at) VALUES {rows} ON CONFLICT (key) DO UPDATE SET used = {used}, "
-_WRITE += "expires_at = coalesce(excluded.expires_at, expires_at)"
-_USED = {"add": "used + excluded.used", "set": "excluded.used"}
+MIN_SQLITE = (3, 35, 0)  # DELETE … RETURNING
+
+# Expired counters are deleted at most once a minute, by a scan: an index on `expires_at` would be
+# rewritten by every write. Until then reads skip them, and a write starts one afresh, as if it had been
+# deleted. `?{now}` is the transaction's instant.
+SWEEP_EVERY = 60.0
+_FRESH = "expires_at <= ?{now}"
+_EXPIRY = f"expires_at = iif({_FRESH}, excluded.expires_at, coalesce(excluded.expires_at, expires_at))"
+_WRITE = {
+    action: "INSERT INTO counters (key, used, expires_at) VALUES {rows} ON CONFLICT (key) DO UPDATE SET "
+    f"used = {used}, reserved = iif({_FRESH}, 0, reserved), {_EXPIRY}"
+    for action, used in (("add", f"iif({_FRESH}, 0, used) + excluded.used"), ("set", "excluded.used"))
+}
+_HOLD = f"""INSERT INTO counters (key, reserved, expires_at) VALUES {{rows}}
+ON CONFLICT (key) DO UPDATE SET used = iif({_FRESH}, 0, used),
+    reserved = iif({_FRESH}, 0, reserved) + excluded.reserved, {_EXPIRY}"""
+_UNHOLD = """UPDATE counters SET reserved = reserved - held.amount
+FROM (SELECT column1 AS key, column2 AS amount FROM (VALUES {rows})) AS held WHERE counters.key = held.key"""
 _TRIM_EVERY = 64  # every key's latency samples are trimmed to the newest N every this many pushes
 _TRIM = """DELETE FROM samples WHERE seq NOT IN (SELECT seq FROM
     (SELECT seq, row_number() OVER (PARTITION BY key ORDER BY seq DESC) AS newer FROM samples) WHERE newer <= ?)"""
-_HOLD = """INSERT INTO counters (key, reserved, expires_at) VALUES {rows}
-ON CONFLICT (key) DO UPDATE SET reserved = reserved + excluded.reserved,
-    expires_at = coalesce(excluded.expires_at, expires_at)"""
-_UNHOLD = """UPDATE counters SET reserved = reserved - held.amount
-FROM (SELECT column1 AS key, column2 AS amount FROM (VALUES {rows})) AS held WHERE counters.key = held.key"""
+
+
+@cache
+def _sql(template: str, rows: int, width: int) -> str:
+    """`template` for `rows` rows of `width` values, numbered `?1`…, and `?{now}` the one after them."""
+    marks = ",".join("(" + ",".join(f"?{r * width + c + 1}" for c in range(width)) + ")" for r in range(rows))
+    return template.format(rows=marks, now=rows * width + 1)
 
 
 class SQLiteStore(StateStore):
@@ -71,6 +89,7 @@ class SQLiteStore(StateStore):
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._next_sweep = -math.inf  # store time of the next deletion of expired counters
         self._conn()  # open and check the file now: a foreign file fails here, not mid-request
 
     # -- connections --------------------------------------------------------------------------
@@ -84,6 +103,13 @@ class SQLiteStore(StateStore):
         return conn
 
     def _connect(self) -> sqlite3.Connection:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StateError(
+                self.url,
+                f"the state file needs SQLite {'.'.join(map(str, MIN_SQLITE))} or later; "
+                f"this Python's sqlite3 module has {sqlite3.sqlite_version}",
+                "use a Python built with a newer SQLite, or a `redis://` or `memory://` store",
+            )
         with self._errors():
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +151,8 @@ class SQLiteStore(StateStore):
                 f"(schema {version}, this one reads {SCHEMA_VERSION})",
                 "upgrade policyrouter, or use another state file",
             )
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'counters_expiry'").fetchone():
+            conn.execute("DROP INDEX IF EXISTS counters_expiry")  # files of the first layout had one
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes in WAL mode
 
@@ -172,12 +200,14 @@ class SQLiteStore(StateStore):
 
     @contextmanager
     def _tx(self, now: float) -> Iterator[sqlite3.Connection]:
-        """A write transaction, its lock taken up front; starts by dropping expired counters."""
+        """A write transaction, its lock taken up front; now and then starts by deleting expired counters."""
         conn = self._conn()
         with self._errors():
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
+                if now >= self._next_sweep:
+                    conn.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
+                    self._next_sweep = now + SWEEP_EVERY
                 yield conn
             except BaseException:
                 with suppress(sqlite3.Error):
@@ -187,33 +217,32 @@ class SQLiteStore(StateStore):
 
     # -- primitives ---------------------------------------------------------------------------
 
-    def _reap_in(self, conn: sqlite3.Connection, now: float) -> int:
-        rows = conn.execute("SELECT id, holds FROM reservations WHERE lease_until <= ?", (now,)).fetchall()
-        for rid, holds in rows:
-            self._drop(conn, rid, holds)
-        return len(rows)
-
-    def _drop(self, conn: sqlite3.Connection, rid: str, holds: str) -> None:
+    def _end_in(self, conn: sqlite3.Connection, now: float, rid: str | None = None) -> list[str]:
+        """Delete the reservations whose lease has ended, and `rid`, freeing what they hold, in one
+        statement. Returns the ids deleted."""
+        rows = conn.execute(
+            "DELETE FROM reservations WHERE lease_until <= ? OR id = ? RETURNING id, holds", (now, rid)
+        ).fetchall()
         amounts: dict[str, float] = {}
-        for key, amount in json.loads(holds):
-            amounts[key] = amounts.get(key, 0.0) + amount
+        for _, holds in rows:
+            for key, amount in json.loads(holds):
+                amounts[key] = amounts.get(key, 0.0) + amount
         if amounts:
-            rows = ",".join(["(?, ?)"] * len(amounts))
-            conn.execute(_UNHOLD.format(rows=rows), [v for item in amounts.items() for v in item])
-        conn.execute("DELETE FROM reservations WHERE id = ?", (rid,))
+            conn.execute(_sql(_UNHOLD, len(amounts), 2), [v for item in amounts.items() for v in item])
+        return [r[0] for r in rows]
 
     def _reserve(
         self, now: float, rid: str, lease_until: float, checks: Sequence[Check], holds: Sequence[Hold]
     ) -> tuple[int | None, list[Counter]]:
         with self._tx(now) as conn:
-            self._reap_in(conn, now)
+            self._end_in(conn, now)
             counters = self._read_in(conn, now, [c.key for c in checks])
             for i, (check, c) in enumerate(zip(checks, counters, strict=True)):
                 if check.limit is not None and not fits(c.total, check.amount, check.limit):
                     return i, counters
             if holds:
                 values = [v for h in holds for v in (h.key, h.amount, _expiry(now, h.ttl))]
-                conn.execute(_HOLD.format(rows=",".join(["(?, ?, ?)"] * len(holds))), values)
+                conn.execute(_sql(_HOLD, len(holds), 3), [*values, now])
             conn.execute(
                 "INSERT INTO reservations (id, lease_until, holds) VALUES (?, ?, ?)",
                 (rid, lease_until, json.dumps([[h.key, h.amount] for h in holds])),
@@ -222,12 +251,9 @@ class SQLiteStore(StateStore):
 
     def _finish(self, now: float, rid: str, ops: Sequence[Op], read: Sequence[str]) -> tuple[bool, list[Counter]]:
         with self._tx(now) as conn:
-            self._reap_in(conn, now)
-            row = conn.execute("SELECT holds FROM reservations WHERE id = ?", (rid,)).fetchone()
-            if row is not None:
-                self._drop(conn, rid, row[0])
+            live = rid in self._end_in(conn, now, rid)
             self._write_in(conn, now, ops)
-            return row is not None, self._read_in(conn, now, read)
+            return live, self._read_in(conn, now, read)
 
     def _apply(self, now: float, ops: Sequence[Op]) -> list[float]:
         with self._tx(now) as conn:
@@ -253,8 +279,8 @@ class SQLiteStore(StateStore):
             run = [op]
             while i + len(run) < len(ops) and ops[i + len(run)].action == op.action:
                 run.append(ops[i + len(run)])
-            sql = _WRITE.format(rows=",".join(["(?, ?, ?)"] * len(run)), used=_USED[op.action])
-            conn.execute(sql, [v for o in run for v in (o.key, o.value, _expiry(now, o.ttl))])
+            values = [v for o in run for v in (o.key, o.value, _expiry(now, o.ttl))]
+            conn.execute(_sql(_WRITE[op.action], len(run), 3), [*values, now])
             i += len(run)
 
     def _read(self, now: float, keys: Sequence[str]) -> list[Counter]:
@@ -307,7 +333,7 @@ class SQLiteStore(StateStore):
             if conn.execute("SELECT 1 FROM reservations WHERE lease_until <= ? LIMIT 1", (now,)).fetchone() is None:
                 return 0  # the common case: no write lock taken
         with self._tx(now) as conn:
-            return self._reap_in(conn, now)
+            return len(self._end_in(conn, now))
 
     def _close(self) -> None:
         with self._conns_lock:

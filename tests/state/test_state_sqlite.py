@@ -10,8 +10,9 @@ from state_helpers import FakeClock, deployment, make_registry
 
 from policyrouter.state import StateError, open_store
 from policyrouter.state.memory import MemoryStore
+from policyrouter.state.model import Check, Counter, Hold, Op
 from policyrouter.state.redis import RedisStore, redact
-from policyrouter.state.sqlite import APPLICATION_ID, SCHEMA_VERSION, SQLiteStore
+from policyrouter.state.sqlite import APPLICATION_ID, SCHEMA, SCHEMA_VERSION, SWEEP_EVERY, SQLiteStore
 
 
 def test_default_state_lives_under_the_config_dir(tmp_path: Path, clock: FakeClock) -> None:
@@ -178,3 +179,80 @@ def test_latency_samples_stay_bounded(tmp_path: Path, clock: FakeClock) -> None:
     assert rows <= 2 * 5 + 64
     assert store.samples("latency:work") == [299.0, 297.0, 295.0, 293.0, 291.0]
     store.close()
+
+
+def _rows(store: SQLiteStore, key: str) -> int:
+    return store._conn().execute("SELECT count(*) FROM counters WHERE key = ?", (key,)).fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    ("writes", "expected"),
+    [
+        ([Op("add", "k", 5.0, 10.0), Op("add", "k", 2.0, 10.0)], Counter(2.0, 0.0)),
+        ([Op("set", "k", 5.0, 10.0), Op("set", "k", 2.0, 10.0)], Counter(2.0, 0.0)),
+        ([Op("add", "k", 5.0, 10.0), Op("add", "k", 2.0)], Counter(2.0, 0.0)),
+    ],
+)
+def test_an_expired_counter_not_yet_swept_starts_afresh(
+    tmp_path: Path, clock: FakeClock, writes: list[Op], expected: Counter
+) -> None:
+    store = SQLiteStore(make_registry(), tmp_path / "s.db", clock=clock)
+    first, second = writes
+    store._apply(clock().timestamp(), [first])
+    clock.advance(11)  # past the counter's expiry, well before the next sweep
+    assert store.read(["k"]) == [Counter()] and _rows(store, "k") == 1
+    store._apply(clock().timestamp(), [second])
+    assert store.read(["k"]) == [expected]
+    if second.ttl is None:  # started afresh: no expiry of its own, none inherited from the old row
+        clock.advance(3600)
+        assert store.read(["k"]) == [expected]
+    store.close()
+
+
+def test_a_hold_on_an_expired_counter_starts_it_afresh(tmp_path: Path, clock: FakeClock) -> None:
+    store = SQLiteStore(make_registry(), tmp_path / "s.db", clock=clock)
+    now = clock().timestamp()
+    store._apply(now, [Op("add", "k", 5.0, 10.0)])
+    store._reserve(now, "r0", now + 3600, [], [Hold("k", 2.0, 10.0)])  # its lease outlives the counter
+    clock.advance(11)
+    now = clock().timestamp()
+    failed, _ = store._reserve(now, "r1", now + 60, [Check("k", 1.0, 3.0)], [Hold("k", 1.0, 10.0)])
+    assert failed is None  # what was used and held before it expired no longer counts against the limit
+    assert store.read(["k"]) == [Counter(0.0, 1.0)]
+    store.close()
+
+
+def test_expired_counters_are_swept_from_the_file(tmp_path: Path, clock: FakeClock) -> None:
+    store = SQLiteStore(make_registry(), tmp_path / "s.db", clock=clock)
+    store._apply(clock().timestamp(), [Op("add", "short", 1.0, 10.0), Op("add", "long", 1.0, 7200.0)])
+    clock.advance(SWEEP_EVERY + 1)
+    store._apply(clock().timestamp(), [Op("add", "other", 1.0)])  # any write transaction may sweep
+    assert (_rows(store, "short"), _rows(store, "long")) == (0, 1)
+    store.close()
+
+
+def test_a_file_of_the_first_layout_keeps_working(tmp_path: Path, clock: FakeClock) -> None:
+    """Files created with an expiry index and AUTOINCREMENT samples: the index goes, the rest stays."""
+    path = tmp_path / "s.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(SCHEMA.replace("seq INTEGER PRIMARY KEY,", "seq INTEGER PRIMARY KEY AUTOINCREMENT,"))
+    conn.execute("CREATE INDEX counters_expiry ON counters (expires_at) WHERE expires_at IS NOT NULL")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.close()
+    registry = make_registry()
+    store = SQLiteStore(registry, path, clock=clock)
+    d = deployment(registry, "sonnet@work")
+    for latency in (0.5, 0.25):
+        store.settle(store.reserve(d, tokens=1, cost=0), input_tokens=1, output_tokens=1, cost=0, latency=latency)
+    assert store.samples("latency:work") == [0.25, 0.5]
+    indexes = {r[0] for r in store._conn().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "counters_expiry" not in indexes and "samples_key" in indexes
+    store.close()
+
+
+def test_an_sqlite_too_old_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(StateError, match=r"needs SQLite 3\.35\.0 or later; this Python's sqlite3 module has 3\.31\.1"):
+        SQLiteStore(make_registry(), tmp_path / "s.db")
