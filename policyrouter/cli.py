@@ -260,7 +260,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         tokens = int(parse_count(args.tokens))
         max_tokens = int(parse_count(args.max_tokens)) if args.max_tokens is not None else None
     except (FactsError, QuantityError) as e:
-        print(f"error: {e}" + (f"\n  help: {e.help}" if getattr(e, "help", None) else ""), file=sys.stderr)
+        hint = getattr(e, "help", None)
+        print(f"error: {e}" + (f"\n  help: {hint}" if hint else ""), file=sys.stderr)
         return EXIT_USAGE
     try:
         decision = router.decide(

@@ -217,6 +217,7 @@ class _Compiler:
             )
         if isinstance(clause, ast.Otherwise):
             return program.Clause("otherwise", None, "", (), self.action(clause.action, route), None, clause.span)
+        assert isinstance(clause, ast.Do), clause  # requires, strategy and fallback are the route's own
         return program.Clause("do", None, "", (), self.action(clause.action, route), None, clause.span)
 
     def action(self, node: ast.Action, route: ast.Route) -> program.Action:

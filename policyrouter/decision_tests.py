@@ -162,6 +162,8 @@ def judge(
     """Decide `request` (a case's `request:` mapping) with `facts` and hold it against `expect`
     (`{order: [...]}`, `{first: ...}` or `{error: CODE}`)."""
     req = request
+    decision: Decision | None
+    error: DecisionError | None
     try:
         decision = router.decide(
             str(req["model"]),

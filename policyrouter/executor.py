@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from policyrouter.accounting import (
     Usage,
@@ -57,7 +57,7 @@ from policyrouter.streams import AsyncRoutedStream, RoutedStream, Tally
 if TYPE_CHECKING:
     from policyrouter.decision import Decision
     from policyrouter.router import Router
-    from policyrouter.state import LiveFacts, Reservation
+    from policyrouter.state import Reservation
 
 log = logging.getLogger("policyrouter.executor")
 
@@ -202,7 +202,7 @@ class _Call:
         self.router = router
         self.registry = router.registry
         self.store = router.store
-        self.live = cast("LiveFacts", router.live_facts)
+        self.live = router.live_facts
         self.run_id: str = getattr(self.live, "run_id", None) or self.store.run_id
         self.model = model
         self.messages = messages

@@ -113,7 +113,7 @@ def _unused(registry: Registry, routes: Sequence[ast.Route]) -> Iterator[Diagnos
                 "warning",
                 "add a deployment on it, or remove it",
             )
-    named = set()
+    named: set[str] = set()
     for route in routes:
         if "*" in route.target.name:
             named.update(m for m in registry.models if _glob_match(route.target.name, m))

@@ -785,8 +785,9 @@ class _Locator:
             if position is None:
                 break
             if node[part] is None and not want_key and isinstance(node, CommentedMap):
-                position = _position(node, part, key=True)  # ruamel puts a null value at the next token
-                want_key = True
+                key_position = _position(node, part, key=True)  # ruamel puts a null value at the next token
+                if key_position is not None:
+                    position, want_key = key_position, True
             line, column = position
             shown = part if want_key and not isinstance(part, int) else node[part]
             node = node[part]

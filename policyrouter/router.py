@@ -62,7 +62,7 @@ class Router:
         self._state = state
         self._staleness = staleness
         self._store: StateStore | None = None
-        self._live: FactSource | None = None
+        self._live: LiveFacts | None = None
         self._lock = threading.Lock()
         self.redact = Redactor(p.api_key_env for p in self.registry.providers.values() if p.api_key_env)
         self._owns_events = not isinstance(events, Events)

@@ -11,7 +11,7 @@ estimated from the text received.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 from policyrouter.accounting import Usage, text_tokens, usage_of
@@ -63,7 +63,7 @@ class RoutedStream:
         self._finish: Finish | None = finish
         self._chunks = self._run(raw, first)
 
-    def _run(self, raw: Any, first: Any) -> Iterator[Any]:
+    def _run(self, raw: Any, first: Any) -> Generator[Any, None, None]:
         error: BaseException | None = None
         try:
             if first is not None:
