@@ -25,7 +25,7 @@ from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
 from policyrouter.errors import DecisionError
 from policyrouter.quantities import QuantityError, parse_count
 from policyrouter.router import InvalidFacts, Router
-from policyrouter.yaml_text import load_yaml
+from policyrouter.yaml_text import load_yaml, problem_at, problem_text
 
 if TYPE_CHECKING:
     from policyrouter.filecache import FileCache
@@ -84,16 +84,15 @@ def _cases_from_text(text: str, shown: str) -> tuple[list[Case], list[Diagnostic
     try:
         data = load_yaml(text)
     except YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        at = problem_at(e, text)
+        line, col = (at[0] + 1, at[1] + 1) if at else (1, 1)
         where = Span(source, line, col, line, col + 1)
         if isinstance(e, DuplicateKeyError):
             key = source.line_text(line)[col - 1 :].split(":", 1)[0].strip()
             help = "a key appears once in a mapping: keep one of them"
             where = Span(source, line, col, line, col + max(1, len(key)))
             return [], [Diagnostic("test-syntax", f"duplicate key `{key}`", where, help=help)]
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        return [], [Diagnostic("test-syntax", f"invalid YAML: {problem}", where)]
+        return [], [Diagnostic("test-syntax", f"invalid YAML: {problem_text(e)}", where)]
     if data is None:
         return [], []
     if not isinstance(data, list):

@@ -43,6 +43,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
 from policyrouter.errors import ConfigError
@@ -62,7 +63,7 @@ from policyrouter.registry import (
     Settings,
     Window,
 )
-from policyrouter.yaml_text import load_yaml
+from policyrouter.yaml_text import load_yaml, problem_at, problem_text
 
 Loc = tuple[str | int, ...]  # a path of keys and list indexes into the YAML, as pydantic reports it
 
@@ -483,10 +484,8 @@ def _parse_yaml(source: Source) -> object:
         return load_yaml(source.text)
     except DuplicateKeyError as exc:
         raise ConfigError([_duplicate_key(exc, source)]) from None
-    except MarkedYAMLError as exc:
-        raise ConfigError([_syntax_error(exc, source)]) from None
     except YAMLError as exc:
-        raise ConfigError([Diagnostic("registry-syntax", f"invalid YAML: {exc}", path=source.path)]) from None
+        raise ConfigError([_syntax_error(exc, source)]) from None
 
 
 def _validate(root: object, locator: _Locator) -> RegistrySpec:
@@ -722,16 +721,23 @@ def _duplicate_key(exc: DuplicateKeyError, source: Source) -> Diagnostic:
     )
 
 
-def _syntax_error(exc: MarkedYAMLError, source: Source) -> Diagnostic:
-    problem = exc.problem or "not valid YAML"
+def _syntax_error(exc: YAMLError, source: Source) -> Diagnostic:
+    problem = problem_text(exc)
     hint = None
     if "\\t" in problem or "\t" in problem:
         hint = "YAML indents with spaces, not tabs"
-    elif exc.context and exc.context_mark is not None:
+    elif isinstance(exc, MarkedYAMLError) and exc.context and exc.context_mark is not None:
         hint = f"{exc.context}, which starts on line {exc.context_mark.line + 1}"
-    return Diagnostic(
-        "registry-syntax", f"invalid YAML: {problem}", _place_of_mark(exc, source).span(source), help=hint
-    )
+    elif isinstance(exc, ReaderError):
+        hint = "remove it: YAML text holds printable characters, tabs and line breaks only"
+    at = problem_at(exc, source.text)
+    if at is None:
+        place = _Place(0, 0, 1)
+    else:
+        line, column = at
+        width = 1 if isinstance(exc, ReaderError) else _width(source.line_text(line + 1), column, None)
+        place = _Place(line, column, width)
+    return Diagnostic("registry-syntax", f"invalid YAML: {problem}", place.span(source), help=hint)
 
 
 def _mask(text: str, places: Iterable[_Place]) -> str:

@@ -24,3 +24,26 @@ def load_yaml(text: str) -> Any:
     with contextlib.suppress(Exception):
         return quick.load(text)
     return YAML(typ="rt").load(text)
+
+
+def problem_at(exc: Exception, text: str) -> tuple[int, int] | None:
+    """Where in `text` ruamel stopped on `exc`, as a 0-based line and column; None if it does not say."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return mark.line, mark.column
+    offset = getattr(exc, "position", None)  # a character YAML does not allow: the reader knows its offset
+    if not isinstance(offset, int):
+        return None
+    before = text[:offset].splitlines(keepends=True)  # lines as `Source` counts them
+    if not before:
+        return 0, 0
+    last = before[-1]
+    return (len(before), 0) if last.splitlines()[0] != last else (len(before) - 1, len(last))
+
+
+def problem_text(exc: Exception) -> str:
+    """What ruamel says is wrong, without its own note of where."""
+    problem = getattr(exc, "problem", None)
+    if problem:
+        return str(problem)
+    return str(exc).split("\n", 1)[0] or "not valid YAML"

@@ -73,6 +73,9 @@ BAD_FILES = [
     ("a duplicate key",
      "- name: twice\n  request: {model: sonnet}\n  request: {model: haiku}\n  expect: {first: work}\n",
      "test-syntax", 3, 3, ["duplicate key", "request"], None),
+    ("a character YAML does not allow",
+     "- name: bell\n  request: {model: \asonnet}\n  expect: {first: work}\n",
+     "test-syntax", 2, 20, ["unacceptable character #x0007"], None),
 ]
 # fmt: on
 

@@ -400,6 +400,25 @@ def test_broken_yaml_is_reported_where_the_full_reader_stops(tmp_path: Path, mon
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("providers:\n  work: {litellm_provider: anth\x00ropic}\n", "2:32"),
+        ("\x07providers: {}\n", "1:1"),
+        ("# one\u2028two\nproviders: {}\x1b\n", "3:14"),  # lines counted as the snippet counts them
+    ],
+)
+def test_a_character_yaml_does_not_allow_is_placed_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, where: str
+) -> None:
+    (error,) = diagnostics_of(tmp_path, monkeypatch, text).diagnostics
+    assert error.location == f"registry.yaml:{where}"
+    assert error.message.startswith("invalid YAML: unacceptable character #x") and "position" not in error.message
+    assert error.help is not None and "printable" in error.help
+    caret = render([error]).splitlines()[-2]
+    assert caret.endswith("^") and caret.count("^") == 1
+
+
 def test_json_schema_describes_the_file() -> None:
     schema = registry_json_schema()
     assert list(schema["properties"]) == ["settings", "providers", "models", "budgets"]
