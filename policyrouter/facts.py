@@ -114,10 +114,10 @@ FACT_KEYS = (
 class FactsError(ValueError):
     """A dry-run facts mapping that does not fit; `path` is where in the mapping."""
 
-    def __init__(self, message: str, path: tuple[str, ...] = (), help: str | None = None) -> None:
+    def __init__(self, message: str, path: tuple[object, ...] = (), help: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.path = path
+        self.path = tuple(map(str, path))  # a mapping from YAML or a caller may have keys of any kind
         self.help = help
 
 
@@ -169,10 +169,12 @@ class StaticFacts:
             if key in per_key:
                 target, parse, names = per_key[key]
                 for name, raw in _mapping(key, value).items():
-                    target[_name(key, name, names)] = _parse((key, name), parse, raw)
+                    known = _name(key, name, names)
+                    target[known] = _parse((key, known), parse, raw)
             elif key in ("rpm", "tpm"):
                 for name, raw in _mapping(key, value).items():
-                    self._rate[(key, _name(key, name, rate_keys))] = _parse((key, name), parse_count, raw)
+                    known = _name(key, name, rate_keys)
+                    self._rate[(key, known)] = _parse((key, known), parse_count, raw)
             elif key in ("hour", "weekday"):
                 n = _parse((key,), parse_count, value)
                 lo, hi = (0, 23) if key == "hour" else (1, 7)
@@ -188,9 +190,9 @@ class StaticFacts:
                         self._custom[f"{key}.{arg}"] = _parse((key, str(arg)), fact.parse, raw)
                 else:
                     self._custom[key] = _parse((key,), fact.parse, value)
-            else:
-                guess = closest(key, (*FACT_KEYS, *custom))
-                raise FactsError(f"unknown fact `{key}`", (key,), f"did you mean `{guess}`?" if guess else None)
+            else:  # the mapping may come from YAML or a caller: its keys need not even be text
+                guess = closest(str(key), (*FACT_KEYS, *custom))
+                raise FactsError(f"unknown fact `{key}`", (str(key),), f"did you mean `{guess}`?" if guess else None)
 
     # -- FactSource ---------------------------------------------------------------------------
 
@@ -294,10 +296,14 @@ def facts_from_assignments(assignments: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for text in assignments:
         path, value = parse_fact_assignment(text)
+        head, known = path[0], out.get(path[0])
+        if known is not None and isinstance(known, dict) != (len(path) == 2):
+            raise FactsError(
+                f"`{text}`: `{head}` is given both as one value and by name",
+                help=f"give it one way: `{head}=VALUE`, or `{head}.NAME=VALUE` for each name",
+            )
         if len(path) == 1:
-            out[path[0]] = value
-        elif len(path) == 2:
-            out.setdefault(path[0], {})[path[1]] = value
+            out[head] = value
         else:
-            raise FactsError(f"`{text}`: a fact is `KEY=VALUE` or `KEY.NAME=VALUE`", help="e.g. `quota.work=15%`")
+            out.setdefault(head, {})[path[1]] = value
     return out

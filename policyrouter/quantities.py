@@ -6,6 +6,7 @@ means the same everywhere.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
@@ -47,7 +48,7 @@ def parse_count(value: object) -> float:
     """A count from YAML or a fact: a number, or a string like `400k` or `1.5M`."""
     if isinstance(value, bool):
         raise QuantityError("expected a count such as `50`, `400k` or `1.5M`")
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
     if isinstance(value, str):
         kind, amount = parse_quantity(value)
@@ -76,7 +77,7 @@ def parse_share(value: object) -> float:
 def parse_money(value: object) -> float:
     if isinstance(value, bool):
         raise QuantityError("expected an amount of USD such as `4.20` or `$4.20`")
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
     if isinstance(value, str):
         kind, amount = parse_quantity(value)
@@ -89,7 +90,7 @@ def parse_duration(value: object) -> float:
     """Seconds, from `800ms`, `30s`, `5m`, `1h`, or a plain number of seconds."""
     if isinstance(value, bool):
         raise QuantityError("expected a duration such as `800ms`, `30s` or `5m`")
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
     if isinstance(value, str):
         kind, amount = parse_quantity(value)

@@ -321,9 +321,11 @@ def test_explain_a_broken_config(make_config: Callable[..., Path], run: Callable
         (["--fact", "a.b.c=1"], ["unknown fact `a`"]),
         (["--fact", "latency.work=fast"], ["latency.work", "fast"]),
         (["--tokens", "lots"], ["lots"]),
+        (["--fact", "quota=0%", "--fact", "quota.work=15%"], ["`quota.work=15%`", "both", "`quota.NAME=VALUE`"]),
+        (["--fact", "quota.work=15%", "--fact", "quota=0%"], ["`quota=0%`", "both"]),
     ],
     ids=["unknown provider", "share over 100%", "not a share", "no value", "unknown fact", "hour", "dotted name",
-         "not a duration", "tokens"],
+         "not a duration", "tokens", "one value, then by name", "by name, then one value"],
 )  # fmt: skip
 def test_explain_with_a_bad_fact_is_a_usage_error(
     card: Path, run: Callable[..., Run], argv: list[str], mentions: list[str]

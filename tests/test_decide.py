@@ -8,6 +8,7 @@ refusal is the stable error code as a string.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -479,6 +480,30 @@ def _refusal(router: policyrouter.Router, model: str, **kwargs: Any) -> policyro
     with pytest.raises(policyrouter.DecisionError) as info:
         router.decide(model, **kwargs)
     return info.value
+
+
+@pytest.mark.parametrize(
+    ("facts", "path", "words"),
+    [
+        ({5: 1}, "5", ["unknown fact `5`"]),
+        ({None: "x"}, "None", ["unknown fact `None`"]),
+        ({"quota": {3: "10%"}}, "quota.3", ["`3` is not a known name"]),
+        ({"round_robin": {"sonnet": -math.inf}}, "round_robin.sonnet", ["count"]),
+        ({"cooldown": {"work": math.inf}}, "cooldown.work", ["duration"]),
+        ({"spend": {"run": math.nan}}, "spend.run", ["USD"]),
+        ({"errors": {"work": math.nan}}, "errors.work", ["count"]),
+    ],
+    ids=["a number as a key", "None as a key", "a number as a name", "-inf", "inf", "nan money", "nan count"],
+)
+def test_facts_that_do_not_fit_are_invalid_facts(
+    router_for: Callable[..., policyrouter.Router], facts: dict[Any, Any], path: str, words: list[str]
+) -> None:
+    """A dry run's facts may come from YAML or any caller: keys of any kind, numbers of any value."""
+    with pytest.raises(policyrouter.InvalidFacts) as info:
+        router_for(REGISTRY, CARD).decide("sonnet", facts=facts)
+    assert ".".join(info.value.path) == path
+    for word in words:
+        assert word in str(info.value)
 
 
 def test_unknown_model_suggests_the_closest(router_for: Callable[..., policyrouter.Router]) -> None:
