@@ -134,10 +134,10 @@ class Router:
             source = facts
         request = Request(
             model=model,
-            requires=frozenset(requires),
+            requires=_names(requires),
             tokens=int(tokens),
             max_tokens=max_tokens,
-            tags=frozenset(tags),
+            tags=_names(tags),
             request_id=request_id if request_id is not None else new_id(),
         )
         return decide(self.program, request, source)
@@ -233,6 +233,11 @@ class Router:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _names(names: Iterable[str]) -> frozenset[str]:
+    """Capabilities or tags: a list of names, or one name (not its letters)."""
+    return frozenset((names,) if isinstance(names, str) else names)
 
 
 class InvalidFacts(PolicyRouterError):

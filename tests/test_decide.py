@@ -506,6 +506,15 @@ def test_facts_that_do_not_fit_are_invalid_facts(
         assert word in str(info.value)
 
 
+def test_one_capability_or_tag_may_be_given_as_a_string(router_for: Callable[..., policyrouter.Router]) -> None:
+    router = router_for(REGISTRY, CARD)
+    one = router.decide("sonnet", requires="tools", tags="batch", facts={})
+    listed = router.decide("sonnet", requires=["tools"], tags=["batch"], facts={})
+    assert one.request.requires == listed.request.requires == frozenset({"tools"})
+    assert one.request.tags == listed.request.tags == frozenset({"batch"})
+    assert one.order == listed.order
+
+
 def test_unknown_model_suggests_the_closest(router_for: Callable[..., policyrouter.Router]) -> None:
     error = _refusal(router_for(REGISTRY, CARD), "sonet", facts={})
     assert error.code == "unknown_model"
