@@ -43,6 +43,20 @@ def test_a_call_goes_to_the_first_deployment_with_its_key_model_and_the_callers_
     assert response._hidden_params["policyrouter"]["deployment"] == "sonnet@work"
 
 
+def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -> None:
+    """Agents call with tools: litellm takes a different path for them (its MCP handling)."""
+    tool = {
+        "type": "function",
+        "function": {"name": "read_file", "description": "Read a file", "parameters": {"type": "object"}},
+    }
+    router = make_router()
+    response = router.completion("sonnet", hi(), tools=[tool], tool_choice="auto", requires=["tools"])
+
+    assert response.choices[0].message.content == "hello from loopback"
+    (call,) = llm.calls()
+    assert call.body["tools"] == [tool] and call.body["tool_choice"] == "auto"
+
+
 def test_success_settles_actual_usage_at_the_registry_price(
     make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
 ) -> None:
