@@ -10,6 +10,7 @@ a quarter of a two-deployment decision. Nothing changes them once the decision i
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from dataclasses import dataclass, field
@@ -27,6 +28,15 @@ def new_id() -> str:
     """A random 128-bit hex id for a request or a reservation. Not `uuid4`: `os.urandom` releases the
     GIL on every call, and with litellm's background threads running, getting it back costs ~0.2 ms."""
     return f"{_ids.getrandbits(128):032x}"
+
+
+def token_count(name: str, value: object) -> int:
+    """A count of tokens passed in by a caller (`tokens`, `max_tokens`): a number, 0 or more."""
+    if type(value) is int and value >= 0:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return int(value)
+    raise ValueError(f"`{name}` is a number of tokens, 0 or more; got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -44,7 +44,7 @@ from policyrouter.completion_errors import (
     RequestRejected,
     budget_help,
 )
-from policyrouter.decision import new_id
+from policyrouter.decision import new_id, token_count
 from policyrouter.errors import DecisionError
 from policyrouter.events import Events
 from policyrouter.failures import Failure, backoff, classify
@@ -194,6 +194,7 @@ class _Call:
         tokens: int | None = kwargs.pop("tokens", None)
         request_id: str | None = kwargs.pop("request_id", None)
         _check_kwargs(kwargs)
+        _check_messages(messages)
         self.executor = executor
         self.options = executor.options
         self.redact = executor.redact
@@ -209,9 +210,11 @@ class _Call:
         self.kwargs = kwargs
         self.stream = bool(kwargs.get("stream"))
         self.request_id = request_id or new_id()
-        self.prompt_tokens = int(tokens) if tokens is not None else estimate_tokens(messages, kwargs.get("tools"))
+        self.prompt_tokens = (
+            token_count("tokens", tokens) if tokens is not None else estimate_tokens(messages, kwargs.get("tools"))
+        )
         max_tokens = kwargs.get("max_tokens", kwargs.get("max_completion_tokens"))
-        self.max_tokens = int(max_tokens) if isinstance(max_tokens, (int, float)) else None
+        self.max_tokens = token_count("max_tokens", max_tokens) if isinstance(max_tokens, (int, float)) else None
         self.output_tokens = (
             self.max_tokens if self.max_tokens is not None else self.registry.settings.estimated_output_tokens
         )
@@ -572,6 +575,21 @@ class _Call:
                 usage.limit,
             )
             self.report.budget_warning(d, usage)
+
+
+def _check_messages(messages: object) -> None:
+    """A list of messages, each a mapping: what litellm would otherwise fail on deep inside, after a
+    reservation and a decision."""
+    if type(messages) is not list and (
+        isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence)
+    ):
+        raise TypeError(f"`messages` is a list of messages such as {_MESSAGE}, got {type(messages).__name__}")
+    for i, message in enumerate(messages):
+        if not hasattr(message, "get"):
+            raise TypeError(f"`messages[{i}]` is a {type(message).__name__}, not a message such as {_MESSAGE}")
+
+
+_MESSAGE = '{"role": "user", "content": "…"}'
 
 
 def _check_kwargs(kwargs: dict[str, Any]) -> None:

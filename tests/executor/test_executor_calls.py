@@ -57,6 +57,29 @@ def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -
     assert call.body["tools"] == [tool] and call.body["tool_choice"] == "auto"
 
 
+@pytest.mark.parametrize(
+    ("messages", "kwargs", "error", "words"),
+    [
+        ("hi", {}, TypeError, ["`messages` is a list", "got str"]),
+        ({"role": "user", "content": "hi"}, {}, TypeError, ["`messages` is a list", "got dict"]),
+        ([{"role": "user", "content": "hi"}, "again"], {}, TypeError, ["`messages[1]` is a str"]),
+        (hi(), {"tokens": -5}, ValueError, ["`tokens`", "0 or more", "-5"]),
+        (hi(), {"tokens": float("inf")}, ValueError, ["`tokens`", "inf"]),
+        (hi(), {"max_tokens": -1}, ValueError, ["`max_tokens`", "-1"]),
+    ],
+    ids=["a string", "one message", "a string among messages", "negative tokens", "infinite tokens", "max_tokens"],
+)
+def test_arguments_that_cannot_be_sent_fail_before_anything_is_held(
+    make_router: Any, llm: LoopbackLLM, messages: Any, kwargs: dict[str, Any], error: type[Exception], words: list[str]
+) -> None:
+    router = make_router()
+    with pytest.raises(error) as info:
+        router.completion("sonnet", messages, **kwargs)
+    for word in words:
+        assert word in str(info.value)
+    assert llm.calls() == [] and router.live_facts.in_flight("work") == 0 and spend(router) == 0
+
+
 def test_success_settles_actual_usage_at_the_registry_price(
     make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
 ) -> None:
