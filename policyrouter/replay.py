@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policyrouter.decision import Decision
+from policyrouter.decision import Decision, token_count
 from policyrouter.diagnostics import closest
 from policyrouter.errors import DecisionError, PolicyRouterError
 from policyrouter.facts import nest_facts
@@ -100,25 +100,38 @@ def find_decision(path: Path, request_id: str) -> Mapping[str, Any]:
 
 
 def replay(router: Router, event: Mapping[str, Any]) -> Replay:
-    request = event["request"]
     recorded = dict(event["facts"])
-    facts = nest_facts(recorded)
     try:
-        decision = router.decide(
-            str(request["model"]),
-            requires=list(request.get("requires") or ()),
-            tokens=int(request.get("tokens") or 0),
-            max_tokens=request.get("max_tokens"),
-            tags=list(request.get("tags") or ()),
-            facts=facts,
-            request_id=str(request.get("request_id") or event.get("request_id") or ""),
-        )
+        decision = router.decide(**_recorded_request(event), facts=nest_facts(recorded))
     except DecisionError as e:
         if e.decision is None:
             raise
         decision = e.decision
     unrecorded = tuple(k for k in decision.facts if k not in recorded)
     return Replay(event, decision, unrecorded)
+
+
+def _recorded_request(event: Mapping[str, Any]) -> dict[str, Any]:
+    """`Router.decide`'s arguments for the request an event recorded; a ReplayError if they are not
+    what the executor writes (a file edited by hand, or cut short)."""
+    request = event["request"]
+    where = f"the decision event for `{event.get('request_id')}`"
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise ReplayError(f"{where} records no model")
+    names: dict[str, list[str]] = {}
+    for field in ("requires", "tags"):
+        value = request.get(field) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ReplayError(f"{where}: its `{field}` is not a list of names: {json.dumps(value)}")
+        names[field] = value
+    try:
+        tokens = token_count("tokens", request.get("tokens") or 0)
+        max_tokens = None if request.get("max_tokens") is None else token_count("max_tokens", request["max_tokens"])
+    except ValueError as e:
+        raise ReplayError(f"{where}: {e}") from None
+    request_id = request.get("request_id") or event.get("request_id") or ""
+    return {"model": model, **names, "tokens": tokens, "max_tokens": max_tokens, "request_id": str(request_id)}
 
 
 def _events(path: Path) -> Iterator[dict[str, Any]]:

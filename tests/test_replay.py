@@ -80,3 +80,33 @@ def test_replay_needs_a_request_id(recorded: tuple[Path, Path, str], capsys: pyt
     config, events, _ = recorded
     assert main(["explain", "--config", str(config), "--replay", str(events)]) == 2
     assert "--request-id" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ({"model": None}, ["records no model"]),
+        ({"requires": "tools"}, ["`requires` is not a list of names", '"tools"']),
+        ({"tags": [1, 2]}, ["`tags` is not a list of names"]),
+        ({"tokens": "lots"}, ["`tokens` is a number of tokens", "'lots'"]),
+        ({"max_tokens": -1}, ["`max_tokens`", "-1"]),
+    ],
+    ids=["no model", "requires not a list", "tags not names", "tokens not a number", "negative max_tokens"],
+)
+def test_a_recorded_request_edited_out_of_shape_is_a_clear_error(
+    recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str], edit: dict[str, object], words: list[str]
+) -> None:
+    config, events, request_id = recorded
+    lines = []
+    for line in events.read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "decision":
+            event["request"].update(edit)
+        lines.append(json.dumps(event))
+    events.write_text("\n".join(lines) + "\n")
+    code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"error: the decision event for `{request_id}`")
+    for word in words:
+        assert word in err
