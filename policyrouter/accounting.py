@@ -90,7 +90,7 @@ def usage_from(usage: Any) -> Usage | None:
         return None
     prompt = _field(usage, "prompt_tokens")
     completion = _field(usage, "completion_tokens")
-    if prompt is None and completion is None:
+    if not prompt and not completion:  # none reported: litellm puts zeros where a provider sent no usage
         return None
     details = _field(usage, "completion_tokens_details", raw=True)
     reasoning = _field(details, "reasoning_tokens") if details is not None else None
@@ -136,11 +136,24 @@ def usage_in_error(exc: BaseException) -> Usage | None:
 
 def reply_chars(response: Any) -> int:
     """Characters of text in a reply's choices, to estimate its tokens when it reports no usage."""
+    return sum(message_chars(getattr(choice, "message", None)) for choice in getattr(response, "choices", None) or ())
+
+
+def message_chars(message: Any) -> int:
+    """Characters a reply's message (or a stream's delta) produced: its text, its reasoning, and the
+    names and arguments of the tools it calls, which an agent's replies are often made of."""
     total = 0
-    for choice in getattr(response, "choices", None) or ():
-        message = getattr(choice, "message", None)
-        for name in ("content", "reasoning_content"):
-            text = getattr(message, name, None)
+    for name in ("content", "reasoning_content"):
+        text = getattr(message, name, None)
+        if isinstance(text, str):
+            total += len(text)
+    calls = getattr(message, "tool_calls", None)
+    legacy = getattr(message, "function_call", None)
+    if not calls and legacy is None:  # most replies, and every chunk of plain text
+        return total
+    for function in (*(getattr(call, "function", None) for call in calls or ()), legacy):
+        for name in ("name", "arguments"):
+            text = getattr(function, name, None)
             if isinstance(text, str):
                 total += len(text)
     return total

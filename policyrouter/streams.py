@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
-from policyrouter.accounting import Usage, text_tokens, usage_of
+from policyrouter.accounting import Usage, message_chars, text_tokens, usage_of
 
 Finish = Callable[["Tally", "BaseException | None"], None]
 
@@ -40,11 +40,7 @@ class Tally:
         if usage is not None:
             self.usage = usage
         for choice in getattr(chunk, "choices", None) or ():
-            delta = getattr(choice, "delta", None)
-            for name in ("content", "reasoning_content"):
-                text = getattr(delta, name, None)
-                if isinstance(text, str):
-                    self.chars += len(text)
+            self.chars += message_chars(getattr(choice, "delta", None))
 
     def usage_or_estimate(self, prompt_tokens: int) -> Usage:
         if self.usage is not None:

@@ -225,6 +225,36 @@ def stream(
     return reply
 
 
+def tool_call(name: str, arguments: str, *, usage: tuple[int, int] | None = None, pieces: int = 3) -> Reply:
+    """200 with a reply that calls a tool and has no text (as a stream when asked, the arguments in
+    `pieces` chunks); with `usage` (prompt, completion tokens) reported, else none, as some servers do."""
+
+    def reply(h: Handler, body: dict[str, Any]) -> None:
+        base = {"id": "chatcmpl-loopback", "created": 0, "model": body.get("model", "unknown")}
+        call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}
+        reported = {"usage": usage_dict(*usage)} if usage is not None else {}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            h.send_json(200, {**base, "object": "chat.completion", "choices": [choice], **reported})
+            return
+        size = max(1, -(-len(arguments) // pieces))
+        first = {"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}
+        deltas = [{"role": "assistant", "content": None, "tool_calls": [first]}]
+        deltas += [
+            {"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + size]}}]}
+            for i in range(0, len(arguments), size)
+        ]
+        chunk = {**base, "object": "chat.completion.chunk"}
+        events = [{**chunk, "choices": [{"index": 0, "delta": delta}]} for delta in deltas]
+        events.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+        if reported:
+            events.append({**chunk, "choices": [], **reported})
+        h.send_events(events)
+
+    return reply
+
+
 def error(
     status: int,
     message: str,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from executor_helpers import hi, of_kind, spend
-from loopback_server import Handler, LoopbackLLM, ok, rate_limited, server_error, stream
+from loopback_server import Handler, LoopbackLLM, ok, rate_limited, server_error, stream, tool_call
 
 from policyrouter import AllDeploymentsFailed
 
@@ -34,6 +34,38 @@ def test_a_stream_passes_every_chunk_and_settles_the_final_usage_at_the_end(
     (success,) = of_kind(events, "success")
     assert success["tokens"] == {"input": 40, "output": 30, "reasoning": 0}
     assert success["stream"] is True and success["closed_early"] is False
+
+
+ARGUMENTS = '{"path": "' + "x" * 79 + '"}'  # with the name `read_file`, 100 characters: 25 tokens
+
+
+def test_a_tool_call_without_usage_is_estimated_from_its_name_and_arguments(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    """An agent's reply is often a tool call and nothing else: without usage, its arguments are what
+    the provider bills as output. (litellm stands zeros in for the usage a provider did not send.)"""
+    llm.script("work", tool_call("read_file", ARGUMENTS))
+    router = make_router()
+    response = router.completion("sonnet", hi(), tokens=100)
+
+    assert response.choices[0].message.tool_calls[0].function.arguments == ARGUMENTS
+    (success,) = of_kind(events, "success")
+    assert success["tokens"] == {"input": 100, "output": 25, "reasoning": 0, "estimated": True}
+    assert spend(router) == pytest.approx(cost(100, 25))
+
+
+def test_a_tool_call_stream_closed_early_counts_the_arguments_received(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    llm.script("work", tool_call("read_file", ARGUMENTS))  # the arguments in chunks of 31 characters
+    router = make_router()
+    with router.completion("sonnet", hi(), stream=True, tokens=100) as chunks:
+        assert next(chunks).choices[0].delta.tool_calls[0].function.name == "read_file"
+        assert next(chunks).choices[0].delta.tool_calls[0].function.arguments == ARGUMENTS[:31]
+
+    (success,) = of_kind(events, "success")
+    assert success["closed_early"] is True
+    assert success["tokens"] == {"input": 100, "output": 10, "reasoning": 0, "estimated": True}  # (9 + 31) / 4
 
 
 def test_a_stream_closed_early_settles_what_was_received(
