@@ -362,15 +362,17 @@ class _Compiler:
         op = _COMPARE[node.op]
         lf, rf = left.fn, right.fn
         facts = left.facts + right.facts
+        if not typed:  # reported once; the config will not load, so nothing is worked out
+            return _Lowered(lambda ctx: None, "error", facts)
         if left.const is not MISSING and right.const is not MISSING:
             value = op(left.const, right.const)
             return _Lowered(lambda ctx: value, "bool", facts, value)
         if right.const is not MISSING:  # the usual `fact OP literal`: fold the literal in
-            const = self.settled(node, left, node.op, right.const) if typed else MISSING
+            const = self.settled(node, left, node.op, right.const)
             fn = self.folded(op, lf, right.const, literal_first=False)
             return _Lowered(fn, "bool", facts, const, settled=const is not MISSING)
         if left.const is not MISSING:
-            const = self.settled(node, right, _FLIPPED[node.op], left.const) if typed else MISSING
+            const = self.settled(node, right, _FLIPPED[node.op], left.const)
             fn = self.folded(op, rf, left.const, literal_first=True)
             return _Lowered(fn, "bool", facts, const, settled=const is not MISSING)
         return _Lowered(lambda ctx: op(lf(ctx), rf(ctx)), "bool", facts)
