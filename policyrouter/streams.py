@@ -94,10 +94,7 @@ class RoutedStream:
             self.tally.closed_early = True
         self._chunks.close()
         self._done(None)
-        close = getattr(self.raw, "close", None)
-        if callable(close):
-            with contextlib.suppress(Exception):  # closing is best effort: the books are already settled
-                close()
+        _close_provider_stream(self.raw)
 
     def __enter__(self) -> RoutedStream:
         return self
@@ -169,6 +166,21 @@ class AsyncRoutedStream:
         if getattr(self, "_finish", None) is not None:
             self.tally.closed_early = True
             self._done(None)
+
+
+def _close_provider_stream(raw: Any) -> None:
+    """Close litellm's stream, or (its sync stream has no `close`) the provider's stream beneath it.
+
+    Left open, the provider's stream holds its HTTP connection until the garbage collector finalizes
+    it, at whatever moment a collection runs: once inside httpx's connection pool, whose lock the
+    finalizer then waits for in the same thread, forever. Closing is best effort: the books are
+    already settled."""
+    for stream in (raw, getattr(raw, "completion_stream", None)):
+        close = getattr(stream, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                close()
+            return
 
 
 async def _anext(iterator: AsyncIterator[Any]) -> Any:

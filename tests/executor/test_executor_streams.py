@@ -82,6 +82,8 @@ def test_a_stream_closed_early_settles_what_was_received(
     assert success["tokens"] == {"input": 100, "output": 25, "reasoning": 0, "estimated": True}  # 100 chars / 4
     assert spend(router) == pytest.approx(cost(100, 25))
     assert router.live_facts.in_flight("work") == 0
+    # and the provider's HTTP response is closed now, not whenever the garbage collector gets to it
+    assert chunks.raw.completion_stream.response.is_closed
 
 
 def test_a_stream_that_fails_at_once_falls_back_like_any_call(make_router: Any, llm: LoopbackLLM) -> None:
