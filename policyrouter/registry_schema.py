@@ -15,6 +15,7 @@ raised together as one `ConfigError`.
 
 from __future__ import annotations
 
+import math
 import re
 import types
 from collections.abc import Iterable, Iterator
@@ -97,6 +98,8 @@ def _describe(value: object) -> str:
         return "a list" if value else "an empty list"
     if value == "":
         return "an empty string"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"`{value}`, which is not a finite number"
     text = str(value)
     if len(text) > 40:
         text = text[:37] + "..."
@@ -119,7 +122,8 @@ def _names(names: Iterable[object]) -> str:
 
 
 def _is_number(value: object) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite number: YAML's `.inf` and `.nan` would make every limit or none of them hold."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _count(value: object) -> float:
