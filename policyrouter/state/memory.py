@@ -88,6 +88,7 @@ class MemoryStore(StateStore):
 
     def _apply(self, now: float, ops: Sequence[Op]) -> list[float]:
         with self._lock:
+            self._reap_locked(now)
             return self._apply_locked(now, ops)
 
     def _apply_locked(self, now: float, ops: Sequence[Op]) -> list[float]:

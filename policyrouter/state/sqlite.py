@@ -257,6 +257,7 @@ class SQLiteStore(StateStore):
 
     def _apply(self, now: float, ops: Sequence[Op]) -> list[float]:
         with self._tx(now) as conn:
+            self._end_in(conn, now)
             return self._apply_in(conn, now, ops)
 
     def _apply_in(self, conn: sqlite3.Connection, now: float, ops: Sequence[Op]) -> list[float]:

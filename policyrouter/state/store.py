@@ -373,7 +373,7 @@ class StateStore(ABC):
 
     @abstractmethod
     def _apply(self, now: float, ops: Sequence[Op]) -> list[float]:
-        """Apply the writes atomically; returns each counter's settled value after its write."""
+        """Atomically: reap, then apply the writes; returns each counter's settled value after its write."""
 
     @abstractmethod
     def _read(self, now: float, keys: Sequence[str]) -> list[Counter]: ...

@@ -252,6 +252,18 @@ def test_reap_on_demand(store_factory: StoreFactory, clock: FakeClock) -> None:
     assert facts(store).in_flight("work") == 0
 
 
+def test_every_write_drops_the_reservations_whose_lease_has_ended(
+    store_factory: StoreFactory, clock: FakeClock
+) -> None:
+    registry = make_registry()
+    store = store_factory(registry, clock=clock, reservation_ttl=10)
+    store.reserve(deployment(registry, "sonnet@work"), tokens=100, cost=0.1)
+    clock.advance(11)
+    store.cooldown("personal", 5)  # a write that is neither a reserve nor a settle
+    assert quota_counter(store) == (0, pytest.approx(0))
+    assert facts(store).in_flight("work") == 0
+
+
 def test_each_reservation_expires_at_its_own_lease(store_factory: StoreFactory, clock: FakeClock) -> None:
     registry = make_registry()
     store = store_factory(registry, clock=clock)
