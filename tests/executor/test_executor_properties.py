@@ -3,9 +3,8 @@
 Hypothesis scripts each provider of the loopback server with a random run of replies (success with
 usage, rate limits, server errors, refused keys, billed failures, bad requests, a context window
 exceeded, used-up credits) and makes a few calls, sync or async, plain or streamed, some streams
-closed early.
-Then: every call returned or raised one of the documented errors; nothing is held any more; the
-spend in the books is the sum of what the events say was spent; no event holds a key.
+closed early. Then: every call returned or raised one of the documented errors; nothing is held any
+more; the spend in the books is the sum of what the events say was spent; no event holds a key.
 """
 
 from __future__ import annotations
