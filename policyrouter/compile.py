@@ -62,13 +62,21 @@ _NOTHING_REQUIRED: frozenset[str] = frozenset()  # one for every route without `
 _FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 _TYPE_WORDS = {
-    "share": "a share (`20%`)",
-    "money": "money (`$5`)",
-    "count": "a number (`3`, `8k`)",
-    "duration": "a duration (`30s`)",
-    "string": 'a string (`"batch"`)',
+    "share": "a share",
+    "money": "money",
+    "count": "a number",
+    "duration": "a duration",
+    "string": "a string",
     "bool": "a condition (true or false)",
 }
+
+
+def _written(node: ast.Expr, type: str) -> str:
+    """What the user wrote, and its type: "`quota(work)` (a share)"."""
+    text = node.span.text
+    if len(text) > 40:
+        text = text[:39] + "…"
+    return f"`{text}` ({_TYPE_WORDS[type]})"
 
 
 @dataclass(slots=True)
@@ -314,7 +322,7 @@ class _Compiler:
     def expect(self, lowered: _Lowered, want: Type, node: ast.Expr, what: str) -> None:
         if lowered.type not in (want, "error"):
             self.error(
-                "type-mismatch", f"{what} must be {_TYPE_WORDS[want]}, not {_TYPE_WORDS[lowered.type]}", node.span
+                "type-mismatch", f"{what} must be {_TYPE_WORDS[want]}, not {_written(node, lowered.type)}", node.span
             )
 
     def expr(self, node: ast.Expr, lets: Mapping[str, _Lowered]) -> _Lowered:
@@ -358,7 +366,7 @@ class _Compiler:
 
     def compare(self, node: ast.Compare, lets: Mapping[str, _Lowered]) -> _Lowered:
         left, right = self.expr(node.left, lets), self.expr(node.right, lets)
-        typed = self.same_type(left, right, node.right)
+        typed = self.same_type(left, right, node.left, node.right)
         op = _COMPARE[node.op]
         lf, rf = left.fn, right.fn
         facts = left.facts + right.facts
@@ -427,7 +435,7 @@ class _Compiler:
         left = self.expr(node.left, lets)
         options = [self.expr(o, lets) for o in node.options]
         for option, option_node in zip(options, node.options, strict=True):
-            self.same_type(left, option, option_node)
+            self.same_type(left, option, node.left, option_node)
         lf = left.fn
         facts = left.facts + tuple(f for o in options for f in o.facts)
         if all(o.const is not MISSING for o in options):
@@ -436,8 +444,9 @@ class _Compiler:
         fns = tuple(o.fn for o in options)
         return _Lowered(lambda ctx: lf(ctx) in {f(ctx) for f in fns}, "bool", facts)
 
-    def same_type(self, left: _Lowered, right: _Lowered, node: ast.Expr) -> bool:
-        """Whether the two sides have one type; when not, an error (unless one side already had one)."""
+    def same_type(self, left: _Lowered, right: _Lowered, left_node: ast.Expr, node: ast.Expr) -> bool:
+        """Whether the two sides have one type; when not, an error at `node` (the right side), unless
+        one side already had one."""
         if left.type == right.type:
             return True
         if "error" in (left.type, right.type):
@@ -449,9 +458,8 @@ class _Compiler:
             help = "money is written with `$`, e.g. `$5`"
         elif left.type == "duration" and right.type == "count":
             help = "durations take a unit, e.g. `800ms` or `2s`"
-        self.error(
-            "type-mismatch", f"cannot compare {_TYPE_WORDS[left.type]} with {_TYPE_WORDS[right.type]}", node.span, help
-        )
+        message = f"cannot compare {_written(left_node, left.type)} with {_written(node, right.type)}"
+        self.error("type-mismatch", message, node.span, help)
         return False
 
     # -- facts ----------------------------------------------------------------------------------
