@@ -23,7 +23,7 @@ from policyrouter.config import display_path
 from policyrouter.decision import Decision
 from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
 from policyrouter.errors import DecisionError
-from policyrouter.quantities import QuantityError, parse_count
+from policyrouter.quantities import parse_count
 from policyrouter.router import InvalidFacts, Router
 from policyrouter.yaml_text import load_yaml, problem_at, problem_text
 
@@ -175,7 +175,7 @@ def judge(
         )
     except DecisionError as e:
         decision, error = e.decision, e
-    except (InvalidFacts, QuantityError) as e:
+    except (InvalidFacts, ValueError) as e:  # facts that do not fit; a quantity or token count that cannot be
         return Verdict(False, f"invalid case: {e}")
     else:
         error = None

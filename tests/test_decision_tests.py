@@ -158,6 +158,16 @@ def test_facts_that_do_not_fit_fail_the_case_with_a_suggestion(make_config: Call
     assert outcome.case.span.line == 1
 
 
+@pytest.mark.parametrize("request_", ["{model: sonnet, max_tokens: -1}", "{model: sonnet, tokens: -5}"])
+def test_a_negative_token_count_fails_the_case(make_config: Callable[..., Path], request_: str) -> None:
+    case = f"- name: negative\n  request: {request_}\n  expect: {{first: work}}\n"
+    directory = make_config(REGISTRY, CARD, tests={"cases.yaml": case})
+    router = policyrouter.load(directory)
+    (outcome,), problems = decision_tests.run_files(router, [directory / "tests" / "cases.yaml"])
+    assert problems == [] and not outcome.passed
+    assert outcome.message.startswith("invalid case: `") and "0 or more" in outcome.message
+
+
 def test_the_cli_renders_them_with_a_position(
     make_config: Callable[..., Path],
     monkeypatch: pytest.MonkeyPatch,
