@@ -4,19 +4,11 @@ one `store_factory` parametrized over memory, SQLite and Redis, so one contract 
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from state_helpers import FakeClock, RedisServer, StoreFactory
-
-from policyrouter.registry import Registry
-from policyrouter.state import StateStore
-from policyrouter.state.memory import MemoryStore
-from policyrouter.state.redis import RedisStore
-from policyrouter.state.sqlite import SQLiteStore
+from state_helpers import FakeClock, RedisServer, StoreFactory, Stores
 
 
 @pytest.fixture
@@ -44,24 +36,10 @@ STORE_KINDS = ["memory", "sqlite", "redis"]
 
 
 def _factory(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    opened: list[StateStore] = []
-    prefix = f"test-{uuid.uuid4().hex[:8]}:"
     server: RedisServer | None = request.getfixturevalue("redis_server") if kind == "redis" else None
-
-    def make(registry: Registry, **options: Any) -> StateStore:
-        store: StateStore
-        if kind == "memory":
-            store = MemoryStore(registry, **options)
-        elif kind == "sqlite":
-            store = SQLiteStore(registry, tmp_path / "state.db", **options)
-        else:
-            assert server is not None
-            store = RedisStore(registry, server.url, key_prefix=prefix, **options)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
+    stores = Stores(kind, tmp_path / "state.db", server.url if server else None)
+    yield stores
+    for store in stores.opened:
         store.close()
 
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +17,9 @@ from zoneinfo import ZoneInfo
 
 from policyrouter.registry import Budget, Deployment, Model, Price, Provider, Quota, Registry, Settings, Window
 from policyrouter.state import StateStore
+from policyrouter.state.memory import MemoryStore
+from policyrouter.state.redis import RedisStore
+from policyrouter.state.sqlite import SQLiteStore
 
 T0 = datetime(2024, 3, 15, 10, 0, tzinfo=timezone.utc)  # a Friday in mid-March
 
@@ -140,6 +144,32 @@ def deployment(registry: Registry, key: str) -> Deployment:
 
 
 StoreFactory = Callable[..., StateStore]  # `make(registry, **options)` → a store
+
+
+class Stores:
+    """`stores(registry, **options)` opens a store of one kind. The stores it opens share their data
+    (one SQLite file, one Redis key prefix), except memory stores. It pickles, so a child process can
+    open its own; each process closes what it opened."""
+
+    def __init__(self, kind: str, path: Path, url: str | None) -> None:
+        self.kind, self.path, self.url = kind, path, url
+        self.prefix = f"test-{uuid.uuid4().hex[:8]}:"
+        self.opened: list[StateStore] = []
+
+    def __call__(self, registry: Registry, **options: Any) -> StateStore:
+        store: StateStore
+        if self.kind == "memory":
+            store = MemoryStore(registry, **options)
+        elif self.kind == "sqlite":
+            store = SQLiteStore(registry, self.path, **options)
+        else:
+            assert self.url is not None
+            store = RedisStore(registry, self.url, key_prefix=self.prefix, **options)
+        self.opened.append(store)
+        return store
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "opened": []}
 
 
 # -- a real redis-server -------------------------------------------------------------------------

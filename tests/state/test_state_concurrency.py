@@ -24,7 +24,8 @@ from policyrouter.state import BudgetExceededError, LiveFacts, QuotaExhaustedErr
 
 LIMIT = 1.0
 ESTIMATE = 0.05
-FORK = multiprocessing.get_context("fork")
+# Children start from a fresh server process, not forked from this one, which has threads of other tests.
+PROCESSES = multiprocessing.get_context("forkserver")
 
 
 def run_spend(store: StateStore) -> tuple[float, float]:
@@ -118,11 +119,11 @@ def _process_worker(make: StoreFactory, registry: Registry, factors: list[float]
 def test_processes_never_overspend(shared_store_factory: StoreFactory, exact: bool) -> None:
     registry = make_registry(run_usd=LIMIT)
     rng = random.Random(11)
-    start, out = FORK.Event(), FORK.Queue()
+    start, out = PROCESSES.Event(), PROCESSES.Queue()
     procs = []
     for _ in range(4):
         factors = [1.0 if exact else rng.uniform(0.5, 1.5) for _ in range(10)]
-        p = FORK.Process(target=_process_worker, args=(shared_store_factory, registry, factors, start, out))
+        p = PROCESSES.Process(target=_process_worker, args=(shared_store_factory, registry, factors, start, out))
         p.start()
         procs.append(p)
     start.set()
@@ -148,8 +149,8 @@ def _holder(make: StoreFactory, registry: Registry, ready: Any) -> None:
 
 def test_a_killed_process_loses_no_spend_and_its_reservation_expires(shared_store_factory: StoreFactory) -> None:
     registry = make_registry(run_usd=1.0)
-    ready = FORK.Event()
-    p = FORK.Process(target=_holder, args=(shared_store_factory, registry, ready))
+    ready = PROCESSES.Event()
+    p = PROCESSES.Process(target=_holder, args=(shared_store_factory, registry, ready))
     p.start()
     assert ready.wait(30)
     os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]
@@ -180,8 +181,8 @@ def _busy_settler(make: StoreFactory, registry: Registry, confirmed: Any) -> Non
 
 def test_a_process_killed_mid_traffic_loses_no_settled_spend(shared_store_factory: StoreFactory) -> None:
     registry = make_registry(run_usd=1e6)
-    receive, send = FORK.Pipe(duplex=False)
-    p = FORK.Process(target=_busy_settler, args=(shared_store_factory, registry, send))
+    receive, send = PROCESSES.Pipe(duplex=False)
+    p = PROCESSES.Process(target=_busy_settler, args=(shared_store_factory, registry, send))
     p.start()
     confirmed = 0
     deadline = time.monotonic() + 20
