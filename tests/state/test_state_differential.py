@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from state_helpers import FakeClock, RedisServer, deployment, make_registry
+from state_helpers import FakeClock, RedisServer, Stores, deployment, make_registry
 
 from policyrouter.state import LimitExceededError, LiveFacts, Reservation, StateStore
-from policyrouter.state.memory import MemoryStore
-from policyrouter.state.redis import RedisStore
-from policyrouter.state.sqlite import SQLiteStore
 
 DEPLOYMENTS = ["sonnet@work", "sonnet@personal", "gpt-4o@openai"]
 STEPS = st.lists(
@@ -51,14 +47,12 @@ def redis(request: pytest.FixtureRequest) -> RedisServer | None:
 def test_every_store_gives_the_same_answers(redis: RedisServer | None, steps: list[tuple[Any, ...]]) -> None:
     clock = FakeClock()
     registry = make_registry(work_quota=20_000, run_usd=8.0, work_rpm=6)
+    kinds = ["memory", "sqlite"] + (["redis"] if redis is not None else [])
     with tempfile.TemporaryDirectory() as tmp:
-        stores: list[StateStore] = [
-            MemoryStore(registry, clock=clock, reservation_ttl=120),
-            SQLiteStore(registry, Path(tmp) / "state.db", clock=clock, reservation_ttl=120),
+        url = redis.url if redis is not None else None
+        stores = [
+            Stores(kind, Path(tmp) / "state.db", url)(registry, clock=clock, reservation_ttl=120) for kind in kinds
         ]
-        if redis is not None:
-            prefix = f"diff-{uuid.uuid4().hex[:8]}:"
-            stores.append(RedisStore(registry, redis.url, key_prefix=prefix, clock=clock, reservation_ttl=120))
         try:
             held: list[list[Reservation | None]] = [[] for _ in stores]
             for step in steps:
