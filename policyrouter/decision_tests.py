@@ -175,7 +175,7 @@ def judge(
         )
     except DecisionError as e:
         decision, error = e.decision, e
-    except (InvalidFacts, ValueError) as e:  # facts that do not fit; a quantity or token count that cannot be
+    except (InvalidFacts, ValueError) as e:  # facts that do not fit, or an unreadable or negative count
         return Verdict(False, f"invalid case: {e}")
     else:
         error = None
