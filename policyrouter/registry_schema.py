@@ -46,6 +46,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
+from policyrouter.collector import without_collector
 from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
 from policyrouter.errors import ConfigError
 from policyrouter.prices import lookup_price
@@ -462,6 +463,7 @@ def load_registry(path: Path) -> Registry:
     return registry_from_text(_read(path), path)
 
 
+@without_collector
 def registry_from_text(text: str, path: Path) -> Registry:
     """Validate and build the registry `text`, read from `path`; raise `ConfigError` with every problem."""
     source = Source(str(path), text)
