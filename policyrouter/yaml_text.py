@@ -19,14 +19,13 @@ def load_yaml(text: str) -> Any:
     """The YAML as ruamel's round-trip loader reads it, positions and all.
 
     It is read first by the quickest reader at hand: libyaml's parser (`ruamel.yaml.clib`) under
-    ruamel's round-trip constructor, four times as fast as ruamel's own parser, for a text without
-    the few things libyaml reads otherwise; else ruamel's parser without the scanner that keeps
-    comments, a sixth faster. Each builds the same data
-    with the same positions: nothing reads the comments, nor the position of a null value, the one thing
-    they place differently (problems point at a null value's key). Where the quick read fails, the full
-    loader reads the text again, so a problem is worded and placed as it says: libyaml words its errors
-    otherwise, the readers stop at different places in some broken files, and the full one takes a few
-    odd plain scalars, such as `{a: :b}`.
+    ruamel's round-trip constructor, four times as fast as ruamel's own parser, for a text without the
+    few things libyaml reads otherwise; else ruamel's parser without the scanner that keeps comments, a
+    sixth faster. Each builds the same data with the same positions: nothing reads the comments, nor the
+    position of a null value, the one thing they place differently (problems point at a null value's
+    key). Where the quick read fails, the full loader reads the text again, so a problem is worded and
+    placed as it says: libyaml words its errors otherwise, the readers stop at different places in some
+    broken files, and the full one takes a few odd plain scalars, such as `{a: :b}`.
     """
     from ruamel.yaml import YAML
 

@@ -58,7 +58,7 @@ def shape(data: Any) -> Any:
     return (type(data).__name__, repr(data))  # repr: nan is nan, a tagged scalar has no `==` of its own
 
 
-def test_libyaml_is_the_quick_reader_where_installed() -> None:
+def test_libyaml_is_installed_for_the_quick_reader() -> None:
     # ruamel.yaml.clib is a dependency on CPython: without it every read would quietly take the slow path.
     assert yaml_text._libyaml_loader() is not None
 
