@@ -100,8 +100,27 @@ class _DeploymentCheck:
             cooling = read[self.cooldown_key] = facts.cooldown(name)
         if cooling > 0:
             return "cooldown", f"`{name}` is cooling down after failures ({format_quantity('duration', cooling)} left)"
-        if self.hard:
-            return _budget_reason(ctx, self.deployment, self.hard, self.deny_unknown_price)
+        hard = self.hard
+        if not hard:
+            return None
+        price = self.deployment.price
+        if price is None:
+            if self.deny_unknown_price:
+                return "unknown_price", f"price unknown while hard budget `{hard[0][1].name}` applies"
+            return None
+        cost = (ctx.request.tokens * price.input_per_mtok + ctx.output * price.output_per_mtok) / 1e6
+        if cost <= 0:
+            return None  # a free deployment stays eligible
+        for key, budget in hard:
+            share = read.get(key)
+            if share is None:
+                share = read[key] = facts.budget_left(budget.name)
+            left = share * budget.usd
+            if cost > left:
+                return "budget", (
+                    f"would break hard budget `{budget.name}` ({_money(left)} of {_money(budget.usd)} left, "
+                    f"this request ≈ {_money(cost)})"
+                )
         return None
 
 
@@ -113,31 +132,6 @@ def _rate_limits(d: Deployment, provider_rpm: float | None, provider_tpm: float 
         for who, limit in ((d.key, own), (d.provider, shared))
         if limit is not None
     )
-
-
-def _budget_reason(
-    ctx: Context, d: Deployment, hard: tuple[tuple[str, Budget], ...], deny_unknown_price: bool
-) -> Reason | None:
-    price = d.price
-    if price is None:
-        if deny_unknown_price:
-            return "unknown_price", f"price unknown while hard budget `{hard[0][1].name}` applies"
-        return None
-    cost = (ctx.request.tokens * price.input_per_mtok + ctx.output * price.output_per_mtok) / 1e6
-    if cost <= 0:
-        return None  # a free deployment stays eligible
-    read = ctx.read
-    for key, budget in hard:
-        share = read.get(key)
-        if share is None:
-            share = read[key] = ctx.facts.budget_left(budget.name)
-        left = share * budget.usd
-        if cost > left:
-            return "budget", (
-                f"would break hard budget `{budget.name}` ({_money(left)} of {_money(budget.usd)} left, "
-                f"this request ≈ {_money(cost)})"
-            )
-    return None
 
 
 def _next_minute(now: datetime) -> datetime:
