@@ -12,6 +12,7 @@ import gc
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     _skip_collection_at_exit()
+    # ruamel.yaml warns through Python's warnings about YAML that is valid but odd (an anchor defined
+    # again: the aliases after it take the new one); printed with ruamel's own source line, that reads
+    # like a crash. What the file means is what `check` reports on.
+    warnings.filterwarnings("ignore", module="ruamel")
     try:
         return int(args.handler(args))
     except PolicyRouterError as e:

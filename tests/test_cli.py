@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,21 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 @pytest.fixture
 def card(make_config: Callable[..., Path]) -> Path:
     return make_config(REGISTRY, CARD, tests={"card.yaml": PASSING_TESTS})
+
+
+def test_check_prints_no_python_warning_for_an_anchor_defined_again(
+    make_config: Callable[..., Path], run: Callable[..., Run]
+) -> None:
+    # Valid YAML that ruamel warns about: the second `&plan` is what the alias after it takes.
+    registry = REGISTRY.replace(
+        "quota: {limit: 5M, unit: tokens, window: 5h}", "quota: &plan {limit: 5M, unit: tokens, window: 5h}"
+    ).replace("quota: {limit: 2M, unit: tokens, window: 5h}", "quota: &plan {limit: 2M, unit: tokens, window: 5h}")
+    make_config(registry, CARD, tests={"card.yaml": PASSING_TESTS})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run("check")
+    assert result.code == 0, result.out + result.err
+    assert [str(w.message) for w in caught] == []
 
 
 # -- check: exit codes --------------------------------------------------------------------------------
