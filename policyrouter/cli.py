@@ -394,6 +394,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 
     from policyrouter.config import display_path
     from policyrouter.fmt import format_policy
+    from policyrouter.text_files import read_config_text
 
     files = [f for p in args.paths for f in ([p] if p.is_file() else sorted(p.rglob("*.policy")))]
     missing = [p for p in args.paths if not p.exists()]
@@ -403,11 +404,15 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     problems: list[Diagnostic] = []
     changed = []
     for path in files:
-        text = path.read_text(encoding="utf-8")
         try:
+            text = read_config_text(path, display_path(path), "config-unreadable")
             formatted = format_policy(text, display_path(path))
         except ConfigError as e:
             problems += e.diagnostics
+            continue
+        except OSError as e:
+            unreadable = f"cannot read the file: {e.strerror or e}"
+            problems.append(Diagnostic("config-unreadable", unreadable, path=display_path(path)))
             continue
         if formatted == text:
             continue

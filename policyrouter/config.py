@@ -22,6 +22,7 @@ from policyrouter.lint import lint, suppress
 from policyrouter.prices import cost_map_version
 from policyrouter.program import Program
 from policyrouter.registry import Registry
+from policyrouter.text_files import read_config_text
 
 if TYPE_CHECKING:
     from policyrouter.filecache import FileCache
@@ -108,8 +109,9 @@ def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool, 
             files.append(_read_policy(path, cache))
         except ConfigError as e:
             diagnostics += e.diagnostics
-        except (OSError, UnicodeDecodeError) as e:
-            diagnostics.append(Diagnostic("config-unreadable", f"cannot read the file: {e}", path=display_path(path)))
+        except OSError as e:
+            unreadable = f"cannot read the file: {e.strerror or e}"
+            diagnostics.append(Diagnostic("config-unreadable", unreadable, path=display_path(path)))
     program = None
     if registry is not None:
         program, found = compile_program(registry, files, custom_facts)
@@ -148,7 +150,8 @@ def _parse(text: str, path: str) -> ast.PolicyFile:
 
 
 def _read_policy(path: Path, cache: FileCache | None) -> ast.PolicyFile:
-    text, shown = path.read_text(encoding="utf-8"), display_path(path)
+    shown = display_path(path)
+    text = read_config_text(path, shown, "config-unreadable")
     if cache is None:
         return _parse(text, shown)
     return cache.fetch("policy", path, (shown, text), lambda: _parse(text, shown))
@@ -156,6 +159,6 @@ def _read_policy(path: Path, cache: FileCache | None) -> ast.PolicyFile:
 
 def _text_or_none(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return read_config_text(path, str(path), "registry-read")
+    except (OSError, ConfigError):
         return None

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 from policyrouter.config import display_path
 from policyrouter.decision import Decision
 from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
-from policyrouter.errors import DecisionError
+from policyrouter.errors import ConfigError, DecisionError
 from policyrouter.quantities import parse_count
 from policyrouter.router import InvalidFacts, Router
+from policyrouter.text_files import read_config_text
 from policyrouter.yaml_text import load_yaml, problem_at, problem_text
 
 if TYPE_CHECKING:
@@ -70,7 +71,12 @@ def load_cases(path: Path, cache: FileCache | None = None) -> tuple[list[Case], 
     """Read one YAML file of cases; problems in it come back as diagnostics with positions. With a
     `cache`, a file unchanged since it was last read there is not read again."""
     shown = display_path(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = read_config_text(path, shown, "test-syntax")
+    except ConfigError as e:
+        return [], e.diagnostics
+    except OSError as e:
+        return [], [Diagnostic("test-syntax", f"cannot read the file: {e.strerror or e}", path=shown)]
     if cache is None:
         return _cases_from_text(text, shown)
     return cache.fetch("cases", path, (shown, text), lambda: _cases_from_text(text, shown))

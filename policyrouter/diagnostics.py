@@ -138,6 +138,18 @@ class Diagnostic:
         return f"::{level} {','.join(props)}::{text}"
 
 
+def line_and_column(text: str, offset: int) -> tuple[int, int]:
+    """The 1-based line and column of the character at `offset` in `text`, lines counted as `Source`
+    counts them."""
+    before = text[:offset].splitlines(keepends=True)
+    if not before:
+        return 1, 1
+    last = before[-1]
+    if last.splitlines()[0] != last:  # `before` ends with a line break: the offset starts a line
+        return len(before) + 1, 1
+    return len(before), len(last) + 1
+
+
 def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     return sorted(diagnostics, key=Diagnostic.sort_key)
 

@@ -65,6 +65,7 @@ from policyrouter.registry import (
     Settings,
     Window,
 )
+from policyrouter.text_files import read_config_text
 from policyrouter.yaml_text import load_yaml, problem_at, problem_text
 
 Loc = tuple[str | int, ...]  # a path of keys and list indexes into the YAML, as pydantic reports it
@@ -475,11 +476,9 @@ def registry_from_text(text: str, path: Path) -> Registry:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_config_text(path, str(path), "registry-read")
     except FileNotFoundError:
         problem = Diagnostic("registry-not-found", "no registry file here", path=str(path))
-    except UnicodeDecodeError:
-        problem = Diagnostic("registry-read", "the registry is not UTF-8 text", path=str(path))
     except OSError as exc:
         problem = Diagnostic("registry-read", f"cannot read the registry: {exc.strerror}", path=str(path))
     raise ConfigError([problem])

@@ -8,6 +8,8 @@ import functools
 import re
 from typing import Any
 
+from policyrouter.diagnostics import line_and_column
+
 # What libyaml (YAML 1.1) reads otherwise than ruamel (YAML 1.2), or takes where ruamel stops: tabs,
 # anchors, aliases and tags (libyaml ends a name at the first character that is not a letter or digit),
 # directives, byte-order marks, Unicode line breaks and control characters. A text with any of these is
@@ -83,11 +85,8 @@ def problem_at(exc: Exception, text: str) -> tuple[int, int] | None:
     offset = getattr(exc, "position", None)  # a character YAML does not allow: the reader knows its offset
     if not isinstance(offset, int):
         return None
-    before = text[:offset].splitlines(keepends=True)  # lines as `Source` counts them
-    if not before:
-        return 0, 0
-    last = before[-1]
-    return (len(before), 0) if last.splitlines()[0] != last else (len(before) - 1, len(last))
+    line, column = line_and_column(text, offset)
+    return line - 1, column - 1
 
 
 def problem_text(exc: Exception) -> str:

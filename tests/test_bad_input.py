@@ -53,3 +53,45 @@ def test_edited_configs_fail_with_located_errors(
     unplaced = [line for line in errors if not LOCATED.match(line)]
     assert not unplaced, unplaced
     assert "Traceback" not in out + err
+
+
+# Each kind of config file, with the code its unreadable-file errors carry.
+FILE_KINDS = [
+    ("registry.yaml", "registry-read"),
+    ("first.policy", "config-unreadable"),
+    ("tests/first.yaml", "test-syntax"),
+]
+
+
+@pytest.mark.parametrize(("name", "code"), FILE_KINDS, ids=[name for name, _ in FILE_KINDS])
+def test_a_byte_that_is_not_utf8_is_placed_and_shown(
+    name: str, code: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLICYROUTER_NO_CACHE", "1")
+    directory = tmp_path / "first-policy"
+    shutil.copytree(POLICIES / "first-policy", directory, ignore=shutil.ignore_patterns(".policyrouter"))
+    target = directory / name
+    lines = len(target.read_bytes().splitlines())
+    target.write_bytes(target.read_bytes() + "# café, saved as Latin-1\n".encode("latin-1"))
+    commands = [["check", str(directory)], ["fmt", "--check", str(target)]] if name.endswith(".policy") else []
+    for argv in commands or [["check", str(directory)]]:
+        code_returned = main(argv)
+        out, err = capsys.readouterr()
+        assert code_returned == 1, argv
+        assert f"{target}:{lines + 1}:6: error[{code}]: not UTF-8 text: byte 0xe9 here" in out + err, argv
+        assert "# caf\ufffd, saved as Latin-1" in out + err  # the line, the byte shown as U+FFFD, then a caret
+        assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("name", [name for name, _ in FILE_KINDS])
+def test_a_byte_order_mark_is_read_as_nothing(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Editors on Windows start UTF-8 files with one; the file means what it says without it.
+    monkeypatch.setenv("POLICYROUTER_NO_CACHE", "1")
+    directory = tmp_path / "first-policy"
+    shutil.copytree(POLICIES / "first-policy", directory, ignore=shutil.ignore_patterns(".policyrouter"))
+    target = directory / name
+    target.write_bytes(b"\xef\xbb\xbf" + target.read_bytes())
+    assert main(["check", str(directory)]) == 0, capsys.readouterr()
+    assert "0 errors, 0 warnings" in capsys.readouterr().out
