@@ -251,7 +251,7 @@ class _Compiler:
             "unknown-provider",
             f"unknown provider `{ident.name}`",
             ident.span,
-            did_you_mean(ident.name, self.registry.providers) or _choices(self.registry.providers),
+            did_you_mean(ident.name, self.registry.providers) or _choices(self.registry.providers, "providers"),
         )
         return None
 
@@ -262,7 +262,7 @@ class _Compiler:
             "unknown-model",
             f"unknown model `{ident.name}`",
             ident.span,
-            did_you_mean(ident.name, self.registry.models) or _choices(self.registry.models),
+            did_you_mean(ident.name, self.registry.models) or _choices(self.registry.models, "models"),
         )
         return None
 
@@ -822,8 +822,12 @@ def _names(names: Iterable[str]) -> str:
     return ", ".join(listed) if listed else "nothing"
 
 
-def _choices(names: Iterable[str]) -> str:
-    return f"expected one of {_names(names)}"
+def _choices(names: Iterable[str], section: str | None = None) -> str:
+    """The names to choose from; with `section`, the registry's section they come from, for when it is empty."""
+    listed = list(names)
+    if not listed and section is not None:
+        return f"the registry declares no {section}: add them under `{section}:` in registry.yaml"
+    return f"expected one of {_names(listed)}"
 
 
 def _budget_help(budgets: Iterable[str]) -> str:
