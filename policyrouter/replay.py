@@ -136,10 +136,15 @@ def _recorded_request(event: Mapping[str, Any]) -> dict[str, Any]:
 
 def _events(path: Path) -> Iterator[dict[str, Any]]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().splitlines()  # JSON lines end at a newline only
     except OSError as e:
         raise ReplayError(f"cannot read {path}: {e.strerror}") from None
-    for number, line in enumerate(lines, 1):
+    for number, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            column = len(raw[: e.start].decode("utf-8")) + 1
+            raise ReplayError(f"{path}:{number}:{column}: not UTF-8 text: byte 0x{raw[e.start]:02x} here") from None
         if not line.strip():
             continue
         try:

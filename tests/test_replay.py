@@ -110,3 +110,13 @@ def test_a_recorded_request_edited_out_of_shape_is_a_clear_error(
     assert err.startswith(f"error: the decision event for `{request_id}`")
     for word in words:
         assert word in err
+
+
+def test_a_damaged_events_file_says_where(recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    # A line cut short mid-character (a crash mid-write), before the recorded decision.
+    config, events, request_id = recorded
+    events.write_bytes(b'{"event": "attempt", "note": "caf\xc3' + b"\n" + events.read_bytes())
+    code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"{events}:1:34: not UTF-8 text: byte 0xc3 here" in err
