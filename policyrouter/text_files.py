@@ -1,5 +1,6 @@
 """Config files as text: UTF-8, with a byte-order mark at the start dropped (editors on Windows write
-one), and a byte that is not UTF-8 reported where it is, its line shown, as any other problem."""
+one) and line breaks read as `\n` whatever the file has (as Python's text mode reads them), and a byte
+that is not UTF-8 reported where it is, its line shown, as any other problem."""
 
 from __future__ import annotations
 
@@ -22,4 +23,4 @@ def read_config_text(path: Path, shown: str, code: str) -> str:
         message = f"not UTF-8 text: byte 0x{data[e.start]:02x} here"
         help = "save the file as UTF-8 (the caret marks the first byte that is not)"
         raise ConfigError([Diagnostic(code, message, where, help=help)]) from None
-    return text.removeprefix("\ufeff")
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")

@@ -95,3 +95,23 @@ def test_a_byte_order_mark_is_read_as_nothing(
     target.write_bytes(b"\xef\xbb\xbf" + target.read_bytes())
     assert main(["check", str(directory)]) == 0, capsys.readouterr()
     assert "0 errors, 0 warnings" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"], ids=["CRLF", "CR"])
+def test_line_breaks_of_other_systems_read_as_newlines(
+    newline: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLICYROUTER_NO_CACHE", "1")
+    directory = tmp_path / "first-policy"
+    shutil.copytree(POLICIES / "first-policy", directory, ignore=shutil.ignore_patterns(".policyrouter"))
+    for name, _ in FILE_KINDS:
+        target = directory / name
+        target.write_bytes(target.read_bytes().replace(b"\n", newline.encode()))
+    assert main(["check", str(directory)]) == 0, capsys.readouterr()
+    policy = directory / "first.policy"
+    assert main(["fmt", "--check", str(policy)]) == 0, capsys.readouterr()  # canonical but for its line breaks
+    policy.write_bytes(policy.read_bytes().replace(b"route ", b"route  "))  # now it needs formatting
+    assert main(["fmt", str(policy)]) == 0, capsys.readouterr()
+    written = policy.read_bytes()
+    assert b"route sonnet" in written
+    assert len(set(re.findall(rb"\r\n|\r|\n", written))) == 1  # one kind of line break, not a mix
