@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from policyrouter.diagnostics import Diagnostic, render
+from policyrouter.diagnostics import Diagnostic, did_you_mean, render
 from policyrouter.errors import ConfigError, DecisionError, PolicyRouterError
 
 # Each command imports what it needs when it runs, so that a cold start pays only for what its own
@@ -458,7 +458,9 @@ def cmd_reset(args: argparse.Namespace) -> int:
     if registry is None:
         return EXIT_FAILED
     if args.provider is not None and args.provider not in registry.providers:
-        print(f"error: unknown provider `{args.provider}`", file=sys.stderr)
+        known = ", ".join(f"`{p}`" for p in registry.providers) or "none"
+        hint = did_you_mean(args.provider, registry.providers) or f"the registry's providers: {known}"
+        print(f"error: unknown provider `{args.provider}`\nhelp: {hint}", file=sys.stderr)
         return EXIT_USAGE
     with open_store(registry) as store:
         gone = store.reset(run_id=args.run, provider=args.provider)

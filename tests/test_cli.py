@@ -447,3 +447,19 @@ def test_a_bad_run_id_is_a_usage_error(card: Path, run: Callable[..., Run], comm
     result = run(*command, "--config", "cfg", "--run", "bad id!")
     assert result.code == 2
     assert "run id `bad id!`" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("provider", "code", "words"),
+    [
+        ("work", 0, ["forgot 0 counters"]),
+        ("wrok", 2, ["unknown provider `wrok`", "did you mean `work`?"]),
+        ("zzz", 2, ["unknown provider `zzz`", "the registry's providers: `work`, `personal`"]),
+    ],
+    ids=["known", "typo", "nothing close"],
+)
+def test_reset_a_provider(card: Path, run: Callable[..., Run], provider: str, code: int, words: list[str]) -> None:
+    result = run("reset", "--config", "cfg", "--provider", provider)
+    assert result.code == code, result.err
+    for word in words:
+        assert word in result.out + result.err
