@@ -6,17 +6,89 @@ books are settled exactly once: when the stream ends, when the caller closes it 
 `with`, or the object being collected), or when it breaks mid-way. Usage comes from the final usage
 chunk (the executor asks for one with `stream_options={"include_usage": True}`); without one, it is
 estimated from the text received.
+
+A stream nobody closed is settled by `_Leftovers`' thread, not by the finalizer itself: the garbage
+collector runs a finalizer wherever this thread happens to be, also inside the state store's or the
+live facts' lock, which settling takes: there it would wait on itself forever.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import logging
+import os
+import queue
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 from policyrouter.accounting import Usage, message_chars, text_tokens, usage_of
 
 Finish = Callable[["Tally", "BaseException | None"], None]
+
+log = logging.getLogger("policyrouter.executor")
+
+
+class _Leftovers:
+    """Settles the streams the garbage collector finalizes, on a thread of its own, in turn.
+
+    A finalizer only puts work on a `SimpleQueue`, which takes no lock that the interrupted code could
+    hold. The thread is started by the code that makes a stream, never by a finalizer (starting a thread
+    takes locks too). It is a daemon, so it never keeps a process alive; at exit, or while the
+    interpreter shuts down, what is left is settled in the exiting thread, so no spend is lost.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        atexit.register(self.drain)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)  # a child settles none of its parent's streams
+
+    def _reset(self) -> None:
+        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def ready(self) -> None:
+        """Make sure the thread runs (from the code that makes a stream)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._start:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="policyrouter-stream-books", daemon=True)
+                self._thread.start()
+
+    def put(self, settle: Callable[[], None]) -> None:
+        """Settle later, elsewhere (from a finalizer); at once when the interpreter is shutting down."""
+        if sys.is_finalizing():
+            _run(settle)
+        else:
+            self._work.put(settle)
+
+    def drain(self) -> None:
+        """Settle whatever is waiting, here."""
+        while True:
+            try:
+                settle = self._work.get_nowait()
+            except queue.Empty:
+                return
+            _run(settle)
+
+    def _serve(self) -> None:
+        while True:
+            _run(self._work.get())
+
+
+def _run(settle: Callable[[], None]) -> None:
+    try:
+        settle()
+    except Exception:  # a finalized stream's books must not end the thread that settles them
+        log.exception("could not settle a stream that was not closed")
+
+
+LEFTOVERS = _Leftovers()
 
 
 class Tally:
@@ -58,9 +130,10 @@ class RoutedStream:
         self.tally = Tally()
         self._finish: Finish | None = finish
         self._chunks = self._run(raw, first)
+        self._pid = os.getpid()  # a forked child's copy is not its stream to settle
+        LEFTOVERS.ready()
 
     def _run(self, raw: Any, first: Any) -> Generator[Any, None, None]:
-        error: BaseException | None = None
         try:
             if first is not None:
                 self.tally.add(first)
@@ -69,13 +142,14 @@ class RoutedStream:
                 self.tally.add(chunk)
                 yield chunk
         except GeneratorExit:
+            # Closed before its end: by `close()`, which settles the books, or by the garbage collector,
+            # wherever it runs, which must not (the finalizer below has `close()` called elsewhere).
             self.tally.closed_early = True
             raise
         except BaseException as e:
-            error = e
+            self._done(e)
             raise
-        finally:
-            self._done(error)
+        self._done(None)
 
     def _done(self, error: BaseException | None) -> None:
         finish, self._finish = self._finish, None
@@ -103,8 +177,8 @@ class RoutedStream:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_finish", None) is not None:
-            self.close()
+        if getattr(self, "_finish", None) is not None and self._pid == os.getpid():
+            LEFTOVERS.put(self.close)
 
 
 class AsyncRoutedStream:
@@ -118,6 +192,8 @@ class AsyncRoutedStream:
         self._finish: Finish | None = finish
         self._first = first
         self._has_first = first is not None
+        self._pid = os.getpid()
+        LEFTOVERS.ready()
 
     def _done(self, error: BaseException | None) -> None:
         finish, self._finish = self._finish, None
@@ -163,9 +239,12 @@ class AsyncRoutedStream:
         await self.aclose()
 
     def __del__(self) -> None:
-        if getattr(self, "_finish", None) is not None:
-            self.tally.closed_early = True
-            self._done(None)
+        if getattr(self, "_finish", None) is not None and self._pid == os.getpid():
+            LEFTOVERS.put(self._closed_early)
+
+    def _closed_early(self) -> None:
+        self.tally.closed_early = True
+        self._done(None)
 
 
 def _close_provider_stream(raw: Any) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -84,6 +87,51 @@ def test_a_stream_closed_early_settles_what_was_received(
     assert router.live_facts.in_flight("work") == 0
     # and the provider's HTTP response is closed now, not whenever the garbage collector gets to it
     assert chunks.raw.completion_stream.response.is_closed
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_stream_left_to_the_garbage_collector_is_settled_without_a_deadlock(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]], asynchronous: bool
+) -> None:
+    """The collector finalizes a dropped stream wherever it happens to run: also inside the state
+    store's lock, which settling takes. Settled right there, the thread would wait on itself forever."""
+    llm.script("work", stream("x" * 400, pieces=4))
+    router = make_router()
+    gc.disable()  # the collection below is the one that finalizes the stream
+    try:
+        if asynchronous:
+
+            async def read_one() -> Any:
+                chunks = await router.acompletion("sonnet", hi(), stream=True, tokens=100)
+                await chunks.__anext__()
+                return chunks
+
+            chunks = asyncio.run(read_one())
+        else:
+            chunks = router.completion("sonnet", hi(), stream=True, tokens=100)
+            next(chunks)
+        cycle: list[Any] = [chunks]
+        cycle.append(cycle)  # only the collector frees it now
+        del chunks, cycle
+
+        def collect_inside_the_stores_lock() -> None:
+            with router.store._lock:  # as the store's own reserve holds it when an allocation starts a collection
+                gc.collect()
+
+        collector = threading.Thread(target=collect_inside_the_stores_lock, daemon=True)
+        collector.start()
+        collector.join(timeout=10)
+    finally:
+        gc.enable()
+    assert not collector.is_alive(), "the finalizer waited on the store's lock, held by its own thread"
+    deadline = time.monotonic() + 10
+    while not of_kind(events, "success") and time.monotonic() < deadline:
+        time.sleep(0.01)  # settled by a thread of its own, soon after
+    (success,) = of_kind(events, "success")
+    assert success["closed_early"] is True
+    assert success["tokens"] == {"input": 100, "output": 25, "reasoning": 0, "estimated": True}
+    assert spend(router) == pytest.approx(cost(100, 25))
+    assert router.live_facts.in_flight("work") == 0
 
 
 def test_a_stream_that_fails_at_once_falls_back_like_any_call(make_router: Any, llm: LoopbackLLM) -> None:
