@@ -222,7 +222,10 @@ class Router:
 
     def close(self) -> None:
         """Close the state store if this router opened it (a store passed in stays open), and the
-        event files it opened."""
+        event files it opened; first settle the streams left to the garbage collector."""
+        from policyrouter.streams import LEFTOVERS
+
+        LEFTOVERS.wait(timeout=10.0)
         if self._store is not None and self._store is not self._state:
             self._store.close()
         if self._owns_events:

@@ -37,12 +37,12 @@ class _Leftovers:
     A finalizer only puts work on a `SimpleQueue`, which takes no lock that the interrupted code could
     hold. The thread is started by the code that makes a stream, never by a finalizer (starting a thread
     takes locks too). It is a daemon, so it never keeps a process alive; at exit, or while the
-    interpreter shuts down, what is left is settled in the exiting thread, so no spend is lost.
+    interpreter shuts down, what is left is settled before the end, so no spend is lost.
     """
 
     def __init__(self) -> None:
         self._reset()
-        atexit.register(self.drain)
+        atexit.register(self.wait, timeout=30.0)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._reset)  # a child settles none of its parent's streams
 
@@ -67,13 +67,19 @@ class _Leftovers:
         else:
             self._work.put(settle)
 
-    def drain(self) -> None:
-        """Settle whatever is waiting, here."""
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until what was queued so far is settled: by the thread, in turn (a marker queued after
+        it says when), or here when the thread does not run. False if `timeout` ran out first."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            done = threading.Event()
+            self._work.put(done.set)
+            return done.wait(timeout)
         while True:
             try:
                 settle = self._work.get_nowait()
             except queue.Empty:
-                return
+                return True
             _run(settle)
 
     def _serve(self) -> None:

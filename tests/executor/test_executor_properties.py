@@ -3,14 +3,16 @@
 Hypothesis scripts each provider of the loopback server with a random run of replies (success with
 usage, rate limits, server errors, refused keys, billed failures, bad requests, a context window
 exceeded, used-up credits) and makes a few calls, sync or async, plain or streamed, some streams
-closed early. Then: every call returned or raised one of the documented errors; nothing is held any
-more; the spend in the books is the sum of what the events say was spent; no event holds a key.
+closed early, some dropped for the garbage collector. Then: every call returned or raised one of the
+documented errors; nothing is held any more; the spend in the books is the sum of what the events say
+was spent; no event holds a key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 from typing import Any
 
@@ -32,6 +34,7 @@ from loopback_server import (
 
 from policyrouter import CompletionError, DecisionError
 from policyrouter.state.status import collect
+from policyrouter.streams import LEFTOVERS
 
 REPLIES = {
     "ok": lambda n: ok(prompt_tokens=n, completion_tokens=n // 2 + 1),
@@ -44,7 +47,16 @@ REPLIES = {
     "out of credits": lambda n: out_of_credits(),
 }
 SCRIPT = st.lists(st.tuples(st.sampled_from(sorted(REPLIES)), st.integers(1, 5000)), max_size=5)
-HOW = ["plain", "stream", "stream closed early", "async", "async stream", "async stream closed early"]
+HOW = [
+    "plain",
+    "stream",
+    "stream closed early",
+    "stream dropped",
+    "async",
+    "async stream",
+    "async stream closed early",
+    "async stream dropped",
+]
 CALLS = st.lists(st.sampled_from(HOW), min_size=1, max_size=4)
 
 
@@ -53,8 +65,12 @@ def call(router: Any, how: str) -> None:
         router.completion("sonnet", hi())
     elif how == "async":
         asyncio.run(router.acompletion("sonnet", hi()))
+    elif how == "async stream dropped":
+        asyncio.run(read_one_async(router))
     elif how.startswith("async"):
         asyncio.run(read_async(router, early=how.endswith("early")))
+    elif how == "stream dropped":  # one chunk read, then left to the garbage collector
+        next(router.completion("sonnet", hi(), stream=True))
     else:
         with router.completion("sonnet", hi(), stream=True) as chunks:
             for _ in chunks:
@@ -67,6 +83,11 @@ async def read_async(router: Any, *, early: bool) -> None:
         async for _ in chunks:
             if early:
                 break
+
+
+async def read_one_async(router: Any) -> None:
+    chunks = await router.acompletion("sonnet", hi(), stream=True)
+    await chunks.__anext__()
 
 
 @settings(
@@ -93,6 +114,8 @@ def test_the_books_are_right_whatever_the_providers_answer(
     for how in calls:
         with contextlib.suppress(CompletionError, DecisionError):  # the documented ways to fail
             call(router, how)
+    gc.collect()  # the dropped streams: finalized, then settled by a thread of their own
+    assert LEFTOVERS.wait(timeout=10)
 
     assert router.store._reservations == {}  # type: ignore[attr-defined]
     for provider in ("work", "personal", "backup"):

@@ -6,7 +6,6 @@ import asyncio
 import gc
 import json
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from executor_helpers import hi, of_kind, spend
 from loopback_server import Handler, LoopbackLLM, ok, rate_limited, server_error, stream, tool_call
 
 from policyrouter import AllDeploymentsFailed
+from policyrouter.streams import LEFTOVERS
 
 PRICE_IN, PRICE_OUT = 3.00, 15.00  # sonnet's price in the test registry
 
@@ -124,9 +124,7 @@ def test_a_stream_left_to_the_garbage_collector_is_settled_without_a_deadlock(
     finally:
         gc.enable()
     assert not collector.is_alive(), "the finalizer waited on the store's lock, held by its own thread"
-    deadline = time.monotonic() + 10
-    while not of_kind(events, "success") and time.monotonic() < deadline:
-        time.sleep(0.01)  # settled by a thread of its own, soon after
+    assert LEFTOVERS.wait(timeout=10)  # settled by a thread of its own, soon after
     (success,) = of_kind(events, "success")
     assert success["closed_early"] is True
     assert success["tokens"] == {"input": 100, "output": 25, "reasoning": 0, "estimated": True}
