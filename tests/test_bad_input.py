@@ -55,6 +55,15 @@ def test_edited_configs_fail_with_located_errors(
     assert "Traceback" not in out + err
 
 
+@pytest.fixture
+def directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the first-policy example, every file read afresh."""
+    monkeypatch.setenv("POLICYROUTER_NO_CACHE", "1")
+    copy = tmp_path / "first-policy"
+    shutil.copytree(POLICIES / "first-policy", copy, ignore=shutil.ignore_patterns(".policyrouter"))
+    return copy
+
+
 # Each kind of config file, with the code its unreadable-file errors carry.
 FILE_KINDS = [
     ("registry.yaml", "registry-read"),
@@ -65,11 +74,8 @@ FILE_KINDS = [
 
 @pytest.mark.parametrize(("name", "code"), FILE_KINDS, ids=[name for name, _ in FILE_KINDS])
 def test_a_byte_that_is_not_utf8_is_placed_and_shown(
-    name: str, code: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    name: str, code: str, directory: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("POLICYROUTER_NO_CACHE", "1")
-    directory = tmp_path / "first-policy"
-    shutil.copytree(POLICIES / "first-policy", directory, ignore=shutil.ignore_patterns(".policyrouter"))
     target = directory / name
     lines = len(target.read_bytes().splitlines())
     target.write_bytes(target.read_bytes() + "# café, saved as Latin-1\n".encode("latin-1"))
@@ -84,13 +90,8 @@ def test_a_byte_that_is_not_utf8_is_placed_and_shown(
 
 
 @pytest.mark.parametrize("name", [name for name, _ in FILE_KINDS])
-def test_a_byte_order_mark_is_read_as_nothing(
-    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_byte_order_mark_is_read_as_nothing(name: str, directory: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Editors on Windows start UTF-8 files with one; the file means what it says without it.
-    monkeypatch.setenv("POLICYROUTER_NO_CACHE", "1")
-    directory = tmp_path / "first-policy"
-    shutil.copytree(POLICIES / "first-policy", directory, ignore=shutil.ignore_patterns(".policyrouter"))
     target = directory / name
     target.write_bytes(b"\xef\xbb\xbf" + target.read_bytes())
     assert main(["check", str(directory)]) == 0, capsys.readouterr()
@@ -99,11 +100,8 @@ def test_a_byte_order_mark_is_read_as_nothing(
 
 @pytest.mark.parametrize("newline", ["\r\n", "\r"], ids=["CRLF", "CR"])
 def test_line_breaks_of_other_systems_read_as_newlines(
-    newline: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    newline: str, directory: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("POLICYROUTER_NO_CACHE", "1")
-    directory = tmp_path / "first-policy"
-    shutil.copytree(POLICIES / "first-policy", directory, ignore=shutil.ignore_patterns(".policyrouter"))
     for name, _ in FILE_KINDS:
         target = directory / name
         target.write_bytes(target.read_bytes().replace(b"\n", newline.encode()))
