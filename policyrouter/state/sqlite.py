@@ -114,7 +114,12 @@ class SQLiteStore(StateStore):
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise StateError(self.url, f"cannot create the directory `{self.path.parent}`: {e.strerror}") from e
+                raise StateError(
+                    self.url,
+                    f"cannot create the directory `{self.path.parent}`: {e.strerror}",
+                    "point `settings.state` in registry.yaml at a place you can write (or `memory://`); "
+                    "`explain --fact …` decides without the live state",
+                ) from e
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")

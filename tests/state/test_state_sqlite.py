@@ -164,8 +164,9 @@ def test_close_says_when_spend_could_not_be_recorded(tmp_path: Path, clock: Fake
 def test_an_unwritable_directory_is_a_state_error(tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("x")
-    with pytest.raises(StateError, match="cannot create the directory"):
+    with pytest.raises(StateError, match="cannot create the directory") as raised:
         SQLiteStore(make_registry(), blocked / "sub" / "s.db")
+    assert raised.value.help is not None and "settings.state" in raised.value.help
 
 
 def test_latency_samples_stay_bounded(tmp_path: Path, clock: FakeClock) -> None:
