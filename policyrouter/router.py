@@ -119,6 +119,8 @@ class Router:
     ) -> Decision:
         """Decide where a request goes. With a `facts` mapping, a dry run: what it does not give
         reads as a fresh state, never the live one. Raises DecisionError (`.code`) on a refusal."""
+        if not isinstance(model, str):
+            raise TypeError(f"`model` is the name of a model of the registry, such as 'sonnet'; got {model!r}")
         source: FactSource
         if facts is None:
             source = self.live_facts.for_decision()  # one instant for the whole decision
@@ -130,14 +132,16 @@ class Router:
             source = static
             if request_id is None:
                 request_id = static.request_id or ""
-        else:
+        elif hasattr(facts, "quota_left"):
             source = facts
+        else:
+            raise TypeError(f"`facts` is a mapping of dry-run facts or a FactSource; got {type(facts).__name__}")
         request = Request(
             model=model,
-            requires=_names(requires),
+            requires=_names("requires", requires),
             tokens=token_count("tokens", tokens),
             max_tokens=None if max_tokens is None else token_count("max_tokens", max_tokens),
-            tags=_names(tags),
+            tags=_names("tags", tags),
             request_id=request_id if request_id is not None else new_id(),
         )
         return decide(self.program, request, source)
@@ -238,9 +242,19 @@ class Router:
         self.close()
 
 
-def _names(names: Iterable[str]) -> frozenset[str]:
-    """Capabilities or tags: a list of names, or one name (not its letters)."""
-    return frozenset((names,) if isinstance(names, str) else names)
+def _names(argument: str, names: Iterable[str] | None) -> frozenset[str]:
+    """Capabilities or tags: a list of names, one name (not its letters), or None for none."""
+    if not names:
+        return _NO_NAMES
+    if isinstance(names, str):
+        return frozenset((names,))
+    found = frozenset(names)
+    if not all(isinstance(name, str) for name in found):
+        raise TypeError(f"`{argument}` is a list of names (strings); got {sorted(map(repr, found))}")
+    return found
+
+
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 class InvalidFacts(PolicyRouterError):

@@ -515,6 +515,32 @@ def test_one_capability_or_tag_may_be_given_as_a_string(router_for: Callable[...
     assert one.order == listed.order
 
 
+def test_no_capabilities_or_tags_may_be_given_as_none(router_for: Callable[..., policyrouter.Router]) -> None:
+    decision = router_for(REGISTRY, CARD).decide("sonnet", requires=None, tags=None, facts={})
+    assert decision.request.requires == decision.request.tags == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        ({"model": None}, ["`model`", "None"]),
+        ({"model": 5}, ["`model`", "5"]),
+        ({"requires": ["tools", 1]}, ["`requires`", "'tools'", "1"]),
+        ({"tags": [("batch",)]}, ["`tags`", "('batch',)"]),
+        ({"facts": [("quota", "15%")]}, ["`facts`", "list"]),
+    ],
+    ids=["model None", "model a number", "a capability a number", "a tag a tuple", "facts a list"],
+)
+def test_arguments_of_the_wrong_kind_say_which(
+    router_for: Callable[..., policyrouter.Router], arguments: dict[str, Any], words: list[str]
+) -> None:
+    call: dict[str, Any] = {"model": "sonnet", "facts": {}, **arguments}
+    with pytest.raises(TypeError) as info:
+        router_for(REGISTRY, CARD).decide(call.pop("model"), **call)
+    for word in words:
+        assert word in str(info.value)
+
+
 def test_unknown_model_suggests_the_closest(router_for: Callable[..., policyrouter.Router]) -> None:
     error = _refusal(router_for(REGISTRY, CARD), "sonet", facts={})
     assert error.code == "unknown_model"
