@@ -226,10 +226,12 @@ class Router:
 
     def close(self) -> None:
         """Close the state store if this router opened it (a store passed in stays open), and the
-        event files it opened; first settle the streams left to the garbage collector."""
-        from policyrouter.streams import LEFTOVERS
+        event files it opened; first settle the streams left to the garbage collector (a router that
+        made no call has none)."""
+        if self._executor is not None:
+            from policyrouter.streams import LEFTOVERS
 
-        LEFTOVERS.wait(timeout=10.0)
+            LEFTOVERS.wait(timeout=10.0)
         if self._store is not None and self._store is not self._state:
             self._store.close()
         if self._owns_events:
