@@ -99,6 +99,7 @@ class LiveFacts:
         self._timer = timer
         self._cache: TTLCache[str, Any] = TTLCache(maxsize=maxsize, ttl=ttl, timer=timer)
         self._latest: list[_Snapshot | None] = [None]  # the snapshot, shared with decision views
+        self._outage: list[tuple[float, StateError] | None] = [None]  # a failure of the store, and until when
         self._lock = threading.Lock()
         self._pinned: datetime | None = None
         self._pinned_ts = 0.0  # the same instant, in epoch seconds
@@ -126,10 +127,11 @@ class LiveFacts:
         return view
 
     def clear(self) -> None:
-        """Forget every cached read."""
+        """Forget every cached read, and that the store failed."""
         with self._lock:
             self._cache.clear()
             self._latest[0] = None
+            self._outage[0] = None
 
     def forget(self, deployment: Deployment, fresh: Mapping[str, Counter] | None = None) -> None:
         """Forget the cached counters a call on `deployment` writes (after this process settled,
@@ -180,6 +182,8 @@ class LiveFacts:
         return snapshot
 
     def _read_snapshot(self) -> _Snapshot:
+        if self._failing() is not None:
+            return _Snapshot({}, -math.inf, -math.inf, keep=False)
         at = self._at()
         meters = self._snapshot_meters(at)
         providers = self.registry.providers
@@ -190,7 +194,7 @@ class LiveFacts:
         try:
             counters = [c for i in range(0, len(wanted), _BATCH) for c in self.store.read(wanted[i : i + _BATCH])]
         except StateError as e:
-            log.debug("%s; reading facts one by one", e)
+            self._failed(e)
             return _Snapshot({}, -math.inf, -math.inf, keep=False)
         ends = (m.span.end_ts for m in meters if m.span.end is not None)
         expires = self._timer() + self.ttl
@@ -208,8 +212,8 @@ class LiveFacts:
         try:
             counters = self.store.read(stale)
         except StateError as e:
-            log.debug("%s; reading facts one by one", e)
-            return  # `_counter` drops each stale counter and reads it on its own
+            self._failed(e)
+            return  # `_counter` drops each stale counter and reads it as `on_state_error` says
         with self._lock:
             snapshot.counters.update(zip(stale, counters, strict=True))
             self._stale.difference_update(stale)
@@ -227,16 +231,41 @@ class LiveFacts:
             hit = self._cache.get(key, MISSING)
         if hit is not MISSING:
             return hit
-        try:
-            value = fetch()
-        except StateError as e:
+        failing = self._failing()
+        if failing is not None:  # the store failed a moment ago: do not wait on it again
             if closed:
-                raise
-            log.warning("%s; reading `%s` as a fresh state would (on_state_error: open)", e, key)
-            value = fresh  # cached too: a failing store is not asked again until the entry expires
+                raise StateError(failing.store, failing.message, failing.help)
+            value = fresh
+        else:
+            try:
+                value = fetch()
+            except StateError as e:
+                self._failed(e)
+                if closed:
+                    raise
+                value = fresh  # cached too: a failing store is not asked again until the entry expires
         with self._lock:
             self._cache[key] = value
         return value
+
+    def _failing(self) -> StateError | None:
+        """The store's failure, for `ttl` seconds after it: until then facts do not ask the store again
+        (one outage costs one timeout, not one per fact) and read as `on_state_error` says."""
+        outage = self._outage[0]
+        if outage is None or self._timer() >= outage[0]:
+            return None
+        return outage[1]
+
+    def _failed(self, error: StateError) -> None:
+        self._outage[0] = (self._timer() + self.ttl, error)
+        log.warning(
+            "state store `%s`: %s — for %gs, facts read as a fresh state would, or raise where "
+            "on_state_error is closed%s",
+            error.store,
+            error.message,
+            self.ttl,
+            f"\nhelp: {error.help}" if error.help else "",
+        )
 
     def _counter(self, key: str, closed: bool = False) -> Counter:
         self._drop_if_stale(key)

@@ -259,3 +259,26 @@ def test_negative_estimates_are_refused(clock: FakeClock) -> None:
     store = MemoryStore(registry, clock=clock)
     with pytest.raises(ValueError, match="at least 0"):
         store.reserve(deployment(registry, "sonnet@work"), tokens=-1, cost=0)
+
+
+def test_a_failed_store_is_not_asked_again_for_a_while(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    # One outage costs one wait on the store per `ttl`, not one per fact: a store that does not answer
+    # (a network that drops packets) would hold every decision for a timeout per fact it reads.
+    registry = make_registry(on_state_error="open")
+    store = open_store(registry, dead_redis(), clock=clock, socket_timeout=0.2)
+    asked: list[list[str]] = []
+    read = store.read
+    store.read = lambda keys: (asked.append(list(keys)), read(keys))[1]  # type: ignore[method-assign]
+    live = LiveFacts(store, ttl=1)
+    caplog.set_level(logging.WARNING, logger="policyrouter.state")
+
+    view = live.for_decision()
+    facts = (view.quota_left("work"), view.quota_left("personal"), view.cooldown("work"), view.budget_left("run"))
+    assert facts == (1.0, 1.0, 0.0, 1.0)  # a fresh state, as on_state_error: open says
+    assert len(asked) == 1  # the snapshot; no fact asked again
+    assert caplog.text.count("fresh state") == 1
+    live.for_decision().quota_left("work")
+    assert len(asked) == 1
+    clock.advance(1.5)
+    live.for_decision().quota_left("work")
+    assert len(asked) == 2  # asked again once `ttl` has passed
