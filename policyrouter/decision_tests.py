@@ -26,7 +26,7 @@ from policyrouter.errors import ConfigError, DecisionError
 from policyrouter.quantities import parse_count
 from policyrouter.router import InvalidFacts, Router
 from policyrouter.text_files import read_config_text
-from policyrouter.yaml_text import load_yaml, problem_at, problem_text
+from policyrouter.yaml_text import load_yaml, problem_at, problem_help, problem_text
 
 if TYPE_CHECKING:
     from policyrouter.filecache import FileCache
@@ -98,7 +98,7 @@ def _cases_from_text(text: str, shown: str) -> tuple[list[Case], list[Diagnostic
             help = "a key appears once in a mapping: keep one of them"
             where = Span(source, line, col, line, col + max(1, len(key)))
             return [], [Diagnostic("test-syntax", f"duplicate key `{key}`", where, help=help)]
-        return [], [Diagnostic("test-syntax", f"invalid YAML: {problem_text(e)}", where)]
+        return [], [Diagnostic("test-syntax", f"invalid YAML: {problem_text(e)}", where, help=problem_help(e))]
     if data is None:
         return [], []
     if not isinstance(data, list):

@@ -66,7 +66,7 @@ from policyrouter.registry import (
     Window,
 )
 from policyrouter.text_files import read_config_text
-from policyrouter.yaml_text import load_yaml, problem_at, problem_text
+from policyrouter.yaml_text import load_yaml, problem_at, problem_help, problem_text
 
 Loc = tuple[str | int, ...]  # a path of keys and list indexes into the YAML, as pydantic reports it
 
@@ -727,14 +727,6 @@ def _duplicate_key(exc: DuplicateKeyError, source: Source) -> Diagnostic:
 
 
 def _syntax_error(exc: YAMLError, source: Source) -> Diagnostic:
-    problem = problem_text(exc)
-    hint = None
-    if "\\t" in problem or "\t" in problem:
-        hint = "YAML indents with spaces, not tabs"
-    elif isinstance(exc, MarkedYAMLError) and exc.context and exc.context_mark is not None:
-        hint = f"{exc.context}, which starts on line {exc.context_mark.line + 1}"
-    elif isinstance(exc, ReaderError):
-        hint = "remove it: YAML text holds printable characters, tabs and line breaks only"
     at = problem_at(exc, source.text)
     if at is None:
         place = _Place(0, 0, 1)
@@ -742,7 +734,9 @@ def _syntax_error(exc: YAMLError, source: Source) -> Diagnostic:
         line, column = at
         width = 1 if isinstance(exc, ReaderError) else _width(source.line_text(line + 1), column, None)
         place = _Place(line, column, width)
-    return Diagnostic("registry-syntax", f"invalid YAML: {problem}", place.span(source), help=hint)
+    return Diagnostic(
+        "registry-syntax", f"invalid YAML: {problem_text(exc)}", place.span(source), help=problem_help(exc)
+    )
 
 
 def _mask(text: str, places: Iterable[_Place]) -> str:

@@ -95,3 +95,18 @@ def problem_text(exc: Exception) -> str:
     if problem:
         return str(problem)
     return str(exc).split("\n", 1)[0] or "not valid YAML"
+
+
+def problem_help(exc: Exception) -> str | None:
+    """A hint for what ruamel says is wrong: where the structure it was reading began, or what to do."""
+    from ruamel.yaml.reader import ReaderError
+
+    problem = problem_text(exc)
+    if "\\t" in problem or "\t" in problem:
+        return "YAML indents with spaces, not tabs"
+    context, mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and mark is not None:
+        return f"{context}, which starts on line {mark.line + 1}"
+    if isinstance(exc, ReaderError):
+        return "remove it: YAML text holds printable characters, tabs and line breaks only"
+    return None
