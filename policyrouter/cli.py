@@ -298,7 +298,7 @@ def _replay(router: Router, args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from policyrouter import decision_tests
-    from policyrouter.config import load_config
+    from policyrouter.config import display_path, load_config
 
     cache = _file_cache()
     config = load_config(args.config, cache=cache)
@@ -354,6 +354,9 @@ def cmd_test(args: argparse.Namespace) -> int:
         if report is not None:
             print(report.render(), end="\n\n")
         print(decision_tests.summary(outcomes))
+        if not files:
+            where = display_path(args.config / "tests")
+            print(f"note: no decision tests: no `*.yaml` file in `{where}`", file=sys.stderr)
         if under:
             print(f"error: {under_text}", file=sys.stderr)
     failed = problems or any(not o.passed for o in outcomes)

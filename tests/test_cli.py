@@ -463,3 +463,11 @@ def test_reset_a_provider(card: Path, run: Callable[..., Run], provider: str, co
     assert result.code == code, result.err
     for word in words:
         assert word in result.out + result.err
+
+
+def test_test_without_decision_tests_says_so(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, CARD)
+    result = run("test", "--config", "cfg")
+    assert result.code == 0
+    assert result.out.strip() == "0 passed, 0 failed"
+    assert "note: no decision tests: no `*.yaml` file in `cfg/tests`" in result.err
