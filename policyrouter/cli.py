@@ -397,7 +397,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 
     from policyrouter.config import display_path
     from policyrouter.fmt import format_policy
-    from policyrouter.text_files import read_config_text
+    from policyrouter.text_files import read_config_text, unreadable
 
     files = [f for p in args.paths for f in ([p] if p.is_file() else sorted(p.rglob("*.policy")))]
     missing = [p for p in args.paths if not p.exists()]
@@ -414,8 +414,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             problems += e.diagnostics
             continue
         except OSError as e:
-            unreadable = f"cannot read the file: {e.strerror or e}"
-            problems.append(Diagnostic("config-unreadable", unreadable, path=display_path(path)))
+            problems.append(unreadable("config-unreadable", display_path(path), e))
             continue
         if formatted == text:
             continue

@@ -22,7 +22,7 @@ from policyrouter.lint import lint, suppress
 from policyrouter.prices import cost_map_version
 from policyrouter.program import Program
 from policyrouter.registry import Registry
-from policyrouter.text_files import read_config_text
+from policyrouter.text_files import read_config_text, unreadable
 
 if TYPE_CHECKING:
     from policyrouter.filecache import FileCache
@@ -110,8 +110,7 @@ def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool, 
         except ConfigError as e:
             diagnostics += e.diagnostics
         except OSError as e:
-            unreadable = f"cannot read the file: {e.strerror or e}"
-            diagnostics.append(Diagnostic("config-unreadable", unreadable, path=display_path(path)))
+            diagnostics.append(unreadable("config-unreadable", display_path(path), e))
     program = None
     if registry is not None:
         program, found = compile_program(registry, files, custom_facts)

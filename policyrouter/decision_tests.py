@@ -25,7 +25,7 @@ from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
 from policyrouter.errors import ConfigError, DecisionError
 from policyrouter.quantities import parse_count
 from policyrouter.router import InvalidFacts, Router
-from policyrouter.text_files import read_config_text
+from policyrouter.text_files import read_config_text, unreadable
 from policyrouter.yaml_text import load_yaml, problem_at, problem_help, problem_text
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def load_cases(path: Path, cache: FileCache | None = None) -> tuple[list[Case], 
     except ConfigError as e:
         return [], e.diagnostics
     except OSError as e:
-        return [], [Diagnostic("test-syntax", f"cannot read the file: {e.strerror or e}", path=shown)]
+        return [], [unreadable("test-syntax", shown, e)]
     if cache is None:
         return _cases_from_text(text, shown)
     return cache.fetch("cases", path, (shown, text), lambda: _cases_from_text(text, shown))

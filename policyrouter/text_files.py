@@ -24,3 +24,8 @@ def read_config_text(path: Path, shown: str, code: str) -> str:
         help = "save the file as UTF-8 (the caret marks the first byte that is not)"
         raise ConfigError([Diagnostic(code, message, where, help=help)]) from None
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def unreadable(code: str, shown: str, error: OSError) -> Diagnostic:
+    """The `code` diagnostic for a config file the system would not give us, `shown` by that name."""
+    return Diagnostic(code, f"cannot read the file: {error.strerror or error}", path=shown)
