@@ -18,6 +18,8 @@ short loops (sync and async) that drive it. litellm is imported on first use onl
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import random
@@ -25,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from policyrouter.accounting import (
     Usage,
@@ -64,6 +66,7 @@ log = logging.getLogger("policyrouter.executor")
 # Arguments that are the router's to set, per deployment: passing them is a mistake worth a clear error.
 RESERVED_KWARGS = ("api_key", "api_base", "base_url", "custom_llm_provider")
 _litellm: ModuleType | None = None
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,23 +140,51 @@ class Executor:
         call.exhausted()
 
     async def acompletion(self, router: Router, model: str, messages: Sequence[Any], **kwargs: Any) -> Any:
-        import asyncio
-
+        """`completion` in an event loop. The steps that go to the store (deciding, reserving,
+        settling, releasing) run on the loop's default executor when the store may wait on a file or
+        a socket (`StateStore.blocking`), so other tasks go on meanwhile; a memory store's run inline."""
         litellm = import_litellm()
-        call = _Call(self, router, model, messages, kwargs, litellm, asynchronous=True)
-        while (attempt := call.next()) is not None:
+        off_loop = router.store.blocking
+        call = await _step(off_loop, _Call, self, router, model, messages, kwargs, litellm, asynchronous=True)
+        while (attempt := await _next_try(call, off_loop)) is not None:
             try:
                 response = await litellm.acompletion(**attempt.kwargs)
                 first = await _first_async(response) if call.stream else None
             except BaseException as exc:
-                delay = call.failed(attempt, exc)
+                delay = await _step(off_loop, call.failed, attempt, exc)
                 if delay is None:
                     raise
                 if delay > 0:
                     await asyncio.sleep(delay)
                 continue
-            return call.succeeded(attempt, response, first)
+            return await _step(off_loop, call.succeeded, attempt, response, first)
         call.exhausted()
+
+
+async def _step(off_loop: bool, work: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """`work(*args, **kwargs)`, on a worker thread when `off_loop`. Cancelling the awaiting task does
+    not stop the thread: a settle or a release it started is finished, and the books stay right."""
+    if not off_loop:
+        return work(*args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(work, *args, **kwargs))
+
+
+async def _next_try(call: _Call, off_loop: bool) -> _Try | None:
+    """`call.next()`, which reserves. When the request is cancelled while a worker thread reserves,
+    the reservation is released as soon as the thread has made it, so it holds nothing."""
+    if not off_loop:
+        return call.next()
+    reserving = asyncio.get_running_loop().run_in_executor(None, call.next)
+    try:
+        return await asyncio.shield(reserving)
+    except asyncio.CancelledError:
+        reserving.add_done_callback(lambda done: _let_go(call, done))
+        raise
+
+
+def _let_go(call: _Call, reserved: asyncio.Future[_Try | None]) -> None:
+    if not reserved.cancelled() and reserved.exception() is None and (attempt := reserved.result()) is not None:
+        call.failed(attempt, asyncio.CancelledError())  # not an API failure: released, nothing counted
 
 
 async def _first_async(stream: Any) -> Any:
@@ -441,8 +472,10 @@ class _Call:
     def succeeded(self, attempt: _Try, response: Any, first: Any) -> Any:
         if self.stream:
             finish = lambda tally, error: self._stream_done(attempt, tally, error)  # noqa: E731
-            cls = AsyncRoutedStream if self.asynchronous else RoutedStream
-            return cls(response, first, finish, attempt.deployment.key, self.request_id)
+            key = attempt.deployment.key
+            if self.asynchronous:
+                return AsyncRoutedStream(response, first, finish, key, self.request_id, blocking=self.store.blocking)
+            return RoutedStream(response, first, finish, key, self.request_id)
         latency = time.perf_counter() - attempt.started
         usage = usage_of(response) or Usage(self.prompt_tokens, text_tokens(reply_chars(response)), estimated=True)
         served_model = getattr(response, "model", None)

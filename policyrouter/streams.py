@@ -14,6 +14,7 @@ live facts' lock, which settling takes: there it would wait on itself forever.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import logging
@@ -190,7 +191,9 @@ class RoutedStream:
 class AsyncRoutedStream:
     """The async form of `RoutedStream`: `async for chunk in stream`, `await stream.aclose()`."""
 
-    def __init__(self, raw: Any, first: Any, finish: Finish, deployment: str, request_id: str) -> None:
+    def __init__(
+        self, raw: Any, first: Any, finish: Finish, deployment: str, request_id: str, *, blocking: bool = False
+    ) -> None:
         self.raw = raw
         self.deployment = deployment
         self.request_id = request_id
@@ -198,12 +201,22 @@ class AsyncRoutedStream:
         self._finish: Finish | None = finish
         self._first = first
         self._has_first = first is not None
+        self._blocking = blocking  # settle on a worker thread: the store may wait on a file or a socket
         self._pid = os.getpid()
         LEFTOVERS.ready()
 
     def _done(self, error: BaseException | None) -> None:
         finish, self._finish = self._finish, None
         if finish is not None:
+            finish(self.tally, error)
+
+    async def _settle(self, error: BaseException | None) -> None:
+        finish, self._finish = self._finish, None
+        if finish is None:
+            return
+        if self._blocking:
+            await asyncio.get_running_loop().run_in_executor(None, finish, self.tally, error)
+        else:
             finish(self.tally, error)
 
     def __aiter__(self) -> AsyncRoutedStream:
@@ -220,10 +233,10 @@ class AsyncRoutedStream:
         try:
             chunk = await _anext(self.raw)
         except StopAsyncIteration:
-            self._done(None)
+            await self._settle(None)
             raise
         except BaseException as e:
-            self._done(e)
+            await self._settle(e)
             raise
         self.tally.add(chunk)
         return chunk
@@ -232,7 +245,7 @@ class AsyncRoutedStream:
         """Stop reading (settling the books with what was received) and close litellm's stream."""
         if self._finish is not None:
             self.tally.closed_early = True
-            self._done(None)
+            await self._settle(None)
         close = getattr(self.raw, "aclose", None)
         if callable(close):
             with contextlib.suppress(Exception):

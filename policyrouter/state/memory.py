@@ -24,6 +24,8 @@ _ZERO = Counter()
 
 
 class MemoryStore(StateStore):
+    blocking = False  # its lock is held for microseconds, never across I/O
+
     def __init__(self, registry: Registry, url: str = "memory://", **options: Any) -> None:
         super().__init__(registry, url, **options)
         self._lock = threading.Lock()

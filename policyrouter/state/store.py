@@ -24,7 +24,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 from policyrouter.decision import new_id
 from policyrouter.registry import Deployment, Registry
@@ -93,6 +93,10 @@ class StateStore(ABC):
     `run_id` names this store's default run (else `$POLICYROUTER_RUN_ID`, else one per process);
     `reservation_ttl` is how long an unsettled reservation holds its amounts.
     """
+
+    # Whether a call may wait on a file or a socket. `Router.acompletion` makes the calls of a blocking
+    # store on a worker thread, so that the event loop goes on while they wait.
+    blocking: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -1,0 +1,122 @@
+"""`Router.acompletion` with a store that waits on a file or a socket: the event loop goes on meanwhile.
+
+The SQLite file's write lock is held by a connection of the test's own, as another process's
+transaction would hold it, so that the store's reserve has to wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from executor_helpers import hi, of_kind
+from loopback_server import LoopbackLLM, stream
+
+from policyrouter import Router
+
+
+@pytest.fixture
+def state_file(tmp_path: Path) -> Path:
+    return tmp_path / "state.db"
+
+
+@pytest.fixture
+def write_lock(state_file: Path) -> Iterator[sqlite3.Connection]:
+    """A connection that takes the state file's write lock with `BEGIN IMMEDIATE`; the test commits."""
+    holder = sqlite3.connect(state_file, isolation_level=None)
+    yield holder
+    if holder.in_transaction:
+        holder.execute("COMMIT")
+    holder.close()
+
+
+def sqlite_router(make_router: Any, state_file: Path, **options: Any) -> Router:
+    router: Router = make_router(state=f"sqlite:///{state_file}", **options)
+    router.decide("sonnet")  # creates the file and its tables
+    return router
+
+
+def in_flight(router: Router) -> float:
+    router.live_facts.clear()  # type: ignore[attr-defined]
+    return router.live_facts.in_flight("work")
+
+
+def test_the_loop_goes_on_while_the_store_waits_for_a_lock(
+    make_router: Any, llm: LoopbackLLM, state_file: Path, write_lock: sqlite3.Connection
+) -> None:
+    router = sqlite_router(make_router, state_file)
+    write_lock.execute("BEGIN IMMEDIATE")
+
+    async def main() -> tuple[Any, int]:
+        call = asyncio.create_task(router.acompletion("sonnet", hi()))
+        ticks = 0
+        while ticks < 10:  # other tasks run while the call's reserve waits for the lock
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not call.done()
+        write_lock.execute("COMMIT")
+        return await call, ticks
+
+    response, ticks = asyncio.run(main())
+    assert ticks == 10
+    assert response._hidden_params["policyrouter"]["deployment"] == "sonnet@work"
+    assert in_flight(router) == 0
+
+
+def test_a_request_cancelled_while_it_reserves_holds_nothing(
+    make_router: Any,
+    llm: LoopbackLLM,
+    state_file: Path,
+    write_lock: sqlite3.Connection,
+    events: list[dict[str, Any]],
+) -> None:
+    router = sqlite_router(make_router, state_file)
+    write_lock.execute("BEGIN IMMEDIATE")
+
+    async def main() -> None:
+        call = asyncio.create_task(router.acompletion("sonnet", hi()))
+        await asyncio.sleep(0.2)  # the call decides, then waits for the lock to reserve
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        write_lock.execute("COMMIT")  # now the worker thread's reserve goes through
+        for _ in range(500):
+            if of_kind(events, "attempt") and in_flight(router) == 0:
+                return
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert of_kind(events, "attempt"), "the reservation was made"
+    assert in_flight(router) == 0, "and released"
+    assert llm.calls() == []
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["reply", "stream"])
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_store_steps_run_on_a_worker_thread_only_for_a_blocking_store(
+    make_router: Any, llm: LoopbackLLM, state_file: Path, store: str, streaming: bool
+) -> None:
+    threads: dict[str, int] = {}
+    record = lambda event: threads.setdefault(event["event"], threading.get_ident())  # noqa: E731
+    blocking = store == "sqlite"
+    router = sqlite_router(make_router, state_file, events=record) if blocking else make_router(events=record)
+    if streaming:
+        llm.script("work", stream("chunks", prompt_tokens=7, completion_tokens=3))
+
+    async def main() -> int:
+        reply = await router.acompletion("sonnet", hi(), stream=streaming)
+        if streaming:
+            assert "".join([(c.choices[0].delta.content or "") async for c in reply if c.choices]) == "chunks"
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    on_loop = {event: thread == loop_thread for event, thread in threads.items()}
+    assert on_loop["decision"] is not blocking
+    assert on_loop["attempt"] is not blocking
+    assert on_loop["success"] is not blocking  # the settle, at the end of the stream when streaming
+    assert in_flight(router) == 0
