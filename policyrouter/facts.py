@@ -170,11 +170,11 @@ class StaticFacts:
                 target, parse, names = per_key[key]
                 for name, raw in _mapping(key, value).items():
                     known = _name(key, name, names)
-                    target[known] = _parse((key, known), parse, raw)
+                    target[known] = _amount((key, known), parse, raw)
             elif key in ("rpm", "tpm"):
                 for name, raw in _mapping(key, value).items():
                     known = _name(key, name, rate_keys)
-                    self._rate[(key, known)] = _parse((key, known), parse_count, raw)
+                    self._rate[(key, known)] = _amount((key, known), parse_count, raw)
             elif key in ("hour", "weekday"):
                 n = _parse((key,), parse_count, value)
                 lo, hi = (0, 23) if key == "hour" else (1, 7)
@@ -280,6 +280,14 @@ def _parse(path: tuple[str, ...], parse: Callable[[object], Any], raw: object) -
         return parse(raw)
     except QuantityError as e:
         raise FactsError(str(e), path) from None
+
+
+def _amount(path: tuple[str, ...], parse: Callable[[object], float], raw: object) -> float:
+    """A built-in fact's value: spend, counts and durations are never negative."""
+    value = _parse(path, parse, raw)
+    if value < 0:
+        raise FactsError(f"`{raw}` is negative: amounts here are 0 or more", path)
+    return value
 
 
 def parse_fact_assignment(text: str) -> tuple[tuple[str, ...], str]:

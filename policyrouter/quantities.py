@@ -17,6 +17,7 @@ DURATION_SUFFIXES = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0
 CALENDAR_WINDOWS = ("day", "week", "month")
 
 _QUANTITY = re.compile(r"^(\$)?(\d+(?:\.\d+)?|\.\d+)(%|[A-Za-z]+)?$")
+_NEGATIVE = re.compile(r"^(\$?)-")  # `-5%`, `-$3` or `$-3`
 
 
 class QuantityError(ValueError):
@@ -27,6 +28,8 @@ def parse_quantity(text: str) -> tuple[Kind, float]:
     """`20%` → ("share", 0.2); `$5` → ("money", 5.0); `8k` → ("count", 8000.0); `800ms` → ("duration", 0.8)."""
     m = _QUANTITY.match(text.strip())
     if not m:
+        if _QUANTITY.match(_NEGATIVE.sub(r"\1", text.strip(), count=1)):
+            raise QuantityError(f"`{text}` is negative: amounts here are 0 or more")
         raise QuantityError(f"`{text}` is not a number")
     dollar, digits, unit = m.group(1), float(m.group(2)), m.group(3) or ""
     if dollar:

@@ -492,8 +492,26 @@ def _refusal(router: policyrouter.Router, model: str, **kwargs: Any) -> policyro
         ({"cooldown": {"work": math.inf}}, "cooldown.work", ["duration"]),
         ({"spend": {"run": math.nan}}, "spend.run", ["USD"]),
         ({"errors": {"work": math.nan}}, "errors.work", ["count"]),
+        ({"errors": {"work": -1}}, "errors.work", ["`-1` is negative"]),
+        ({"spend": {"run": -0.5}}, "spend.run", ["`-0.5` is negative"]),
+        ({"cooldown": {"work": "-30s"}}, "cooldown.work", ["`-30s` is negative"]),
+        ({"spend": {"run": "$-3"}}, "spend.run", ["`$-3` is negative"]),
+        ({"rpm": {"work": -2}}, "rpm.work", ["`-2` is negative"]),
     ],
-    ids=["a number as a key", "None as a key", "a number as a name", "-inf", "inf", "nan money", "nan count"],
+    ids=[
+        "a number as a key",
+        "None as a key",
+        "a number as a name",
+        "-inf",
+        "inf",
+        "nan money",
+        "nan count",
+        "negative count",
+        "negative money",
+        "negative duration text",
+        "negative money text",
+        "negative rate",
+    ],
 )
 def test_facts_that_do_not_fit_are_invalid_facts(
     router_for: Callable[..., policyrouter.Router], facts: dict[Any, Any], path: str, words: list[str]
