@@ -141,6 +141,17 @@ def _count(value: object) -> float:
     return amount
 
 
+def _limit(value: object) -> float:
+    amount = _count(value)
+    if amount == 0:
+        raise _error(
+            "registry-value",
+            "expected a limit above 0",
+            "a limit of 0 lets nothing through; for no limit, leave the setting out",
+        )
+    return amount
+
+
 def _usd(value: object) -> float:
     if not _is_number(value):
         raise _error(
@@ -301,9 +312,11 @@ def _capability_ref(name: str, info: ValidationInfo) -> str:
 
 
 _COUNT_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^\d+(\.\d+)?[kKM]?$"}]}
+_LIMIT_SCHEMA = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, _COUNT_SCHEMA["anyOf"][1]]}
 _WINDOW_SCHEMA = {"anyOf": [{"enum": list(_WINDOW_NAMES)}, {"type": "string", "pattern": r"^\d+(\.\d+)?(s|m|h|d)$"}]}
 
 Count = Annotated[float, PlainValidator(_count), WithJsonSchema(_COUNT_SCHEMA)]
+Limit = Annotated[float, PlainValidator(_limit), WithJsonSchema(_LIMIT_SCHEMA)]
 Usd = Annotated[float, PlainValidator(_usd), WithJsonSchema({"type": "number", "minimum": 0})]
 Weight = Annotated[float, PlainValidator(_weight), WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
 WindowName = Annotated[Window, PlainValidator(_window), WithJsonSchema(_WINDOW_SCHEMA)]
@@ -364,7 +377,7 @@ class SettingsSpec(_Spec):
 
 
 class QuotaSpec(_Spec):
-    limit: Count = Field(description="the allowance per window, in `unit`s")
+    limit: Limit = Field(description="the allowance per window, in `unit`s")
     unit: QuotaUnit = Field(description="what the limit counts: `tokens`, `requests` or `usd`")
     window: WindowName = Field(description="when the allowance resets, such as `5h` or `day`")
     hard: StrictBool = Field(True, description="whether a used-up quota makes the provider ineligible")
@@ -407,8 +420,8 @@ class ProviderSpec(_Spec):
     )
     base_url: str | None = Field(None, description="the API base URL, for self-hosted or proxied providers")
     quota: QuotaSpec | None = Field(None, description="the subscription's allowance per window")
-    rpm: Count | None = Field(None, description="the provider's requests per minute")
-    tpm: Count | None = Field(None, description="the provider's tokens per minute")
+    rpm: Limit | None = Field(None, description="the provider's requests per minute")
+    tpm: Limit | None = Field(None, description="the provider's tokens per minute")
     budget: BudgetSpec | None = Field(None, description="a spending limit on everything this provider serves")
 
 
@@ -416,16 +429,16 @@ class DeploymentSpec(_Spec):
     provider: ProviderRef = Field(description="the name of a provider declared under `providers`")
     model_id: NonEmptyStr = Field(description="the provider's id for the model")
     price: PriceSpec | None = Field(None, description="this deployment's price, overriding the model's")
-    rpm: Count | None = Field(None, description="this deployment's own requests per minute")
-    tpm: Count | None = Field(None, description="this deployment's own tokens per minute")
+    rpm: Limit | None = Field(None, description="this deployment's own requests per minute")
+    tpm: Limit | None = Field(None, description="this deployment's own tokens per minute")
     weight: Weight = Field(1.0, description="its share of traffic under weighted strategies")
     base_url: str | None = Field(None, description="the API base URL, overriding the provider's")
 
 
 class ModelSpec(_Spec):
     capabilities: list[CapabilityRef] = Field(default_factory=_empty_list, description="what the model can do")
-    context_window: Count | None = Field(None, description="the most tokens a request may hold")
-    max_output_tokens: Count | None = Field(None, description="the most tokens a response may hold")
+    context_window: Limit | None = Field(None, description="the most tokens a request may hold")
+    max_output_tokens: Limit | None = Field(None, description="the most tokens a response may hold")
     price: PriceSpec | None = Field(None, description="USD per million tokens, on every deployment")
     budget: BudgetSpec | None = Field(None, description="a spending limit on this model")
     deployments: list[DeploymentSpec] = Field(
