@@ -30,6 +30,15 @@ def new_id() -> str:
     return f"{_ids.getrandbits(128):032x}"
 
 
+def request_id_or_new(value: object) -> str:
+    """A caller's `request_id` (a string; it goes into every event of the request), or a new one."""
+    if value is None:
+        return new_id()
+    if not isinstance(value, str):
+        raise TypeError(f"`request_id` is a string; got {value!r}")
+    return value
+
+
 def token_count(name: str, value: object) -> int:
     """A count of tokens passed in by a caller (`tokens`, `max_tokens`): a number, 0 or more."""
     if type(value) is int and value >= 0:

@@ -46,7 +46,7 @@ from policyrouter.completion_errors import (
     RequestRejected,
     budget_help,
 )
-from policyrouter.decision import new_id, token_count
+from policyrouter.decision import request_id_or_new, token_count
 from policyrouter.errors import DecisionError
 from policyrouter.events import Events
 from policyrouter.failures import Failure, backoff, classify
@@ -94,7 +94,7 @@ class ExecutorOptions:
         if self.retries < 0:
             raise ValueError(f"`retries` must be 0 or more, got {self.retries}")
         for name in ("backoff_base", "backoff_max", "rate_limit_cooldown", "unusable_cooldown", "max_cooldown"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # NaN too
                 raise ValueError(f"`{name}` must be 0 or more, got {getattr(self, name)}")
 
 
@@ -223,7 +223,7 @@ class _Call:
         requires: Iterable[str] = kwargs.pop("requires", ())
         tags: Iterable[str] = kwargs.pop("tags", ())
         tokens: int | None = kwargs.pop("tokens", None)
-        request_id: str | None = kwargs.pop("request_id", None)
+        request_id = request_id_or_new(kwargs.pop("request_id", None) or None)  # "" too: a new one
         _check_kwargs(kwargs)
         _check_messages(messages)
         self.executor = executor
@@ -240,7 +240,7 @@ class _Call:
         self.messages = messages
         self.kwargs = kwargs
         self.stream = bool(kwargs.get("stream"))
-        self.request_id = request_id or new_id()
+        self.request_id = request_id
         self.prompt_tokens = (
             token_count("tokens", tokens) if tokens is not None else estimate_tokens(messages, kwargs.get("tools"))
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from policyrouter.config import Config, load_config
-from policyrouter.decision import Decision, Request, new_id, token_count
+from policyrouter.decision import Decision, Request, new_id, request_id_or_new, token_count
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import ConfigError, PolicyRouterError
 from policyrouter.evaluate import decide
@@ -142,7 +142,7 @@ class Router:
             tokens=token_count("tokens", tokens),
             max_tokens=None if max_tokens is None else token_count("max_tokens", max_tokens),
             tags=_names("tags", tags),
-            request_id=request_id if request_id is not None else new_id(),
+            request_id=request_id_or_new(request_id),
         )
         return decide(self.program, request, source)
 

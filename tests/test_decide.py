@@ -546,8 +546,16 @@ def test_no_capabilities_or_tags_may_be_given_as_none(router_for: Callable[..., 
         ({"requires": ["tools", 1]}, ["`requires`", "'tools'", "1"]),
         ({"tags": [("batch",)]}, ["`tags`", "('batch',)"]),
         ({"facts": [("quota", "15%")]}, ["`facts`", "list"]),
+        ({"request_id": 5}, ["`request_id`", "5"]),
     ],
-    ids=["model None", "model a number", "a capability a number", "a tag a tuple", "facts a list"],
+    ids=[
+        "model None",
+        "model a number",
+        "a capability a number",
+        "a tag a tuple",
+        "facts a list",
+        "request id a number",
+    ],
 )
 def test_arguments_of_the_wrong_kind_say_which(
     router_for: Callable[..., policyrouter.Router], arguments: dict[str, Any], words: list[str]

@@ -66,8 +66,17 @@ def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -
         (hi(), {"tokens": -5}, ValueError, ["`tokens`", "0 or more", "-5"]),
         (hi(), {"tokens": float("inf")}, ValueError, ["`tokens`", "inf"]),
         (hi(), {"max_tokens": -1}, ValueError, ["`max_tokens`", "-1"]),
+        (hi(), {"request_id": 5}, TypeError, ["`request_id` is a string", "5"]),
     ],
-    ids=["a string", "one message", "a string among messages", "negative tokens", "infinite tokens", "max_tokens"],
+    ids=[
+        "a string",
+        "one message",
+        "a string among messages",
+        "negative tokens",
+        "infinite tokens",
+        "max_tokens",
+        "request id a number",
+    ],
 )
 def test_arguments_that_cannot_be_sent_fail_before_anything_is_held(
     make_router: Any, llm: LoopbackLLM, messages: Any, kwargs: dict[str, Any], error: type[Exception], words: list[str]
@@ -78,6 +87,12 @@ def test_arguments_that_cannot_be_sent_fail_before_anything_is_held(
     for word in words:
         assert word in str(info.value)
     assert llm.calls() == [] and router.live_facts.in_flight("work") == 0 and spend(router) == 0
+
+
+@pytest.mark.parametrize("options", [{"retries": -1}, {"backoff_base": float("nan")}, {"max_cooldown": -1.0}])
+def test_executor_options_out_of_range_are_refused(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=f"`{next(iter(options))}` must be 0 or more"):
+        ExecutorOptions(**options)
 
 
 def test_success_settles_actual_usage_at_the_registry_price(
