@@ -107,7 +107,11 @@ def _parser() -> argparse.ArgumentParser:
 
     test = commands.add_parser("test", help="run decision tests")
     test.add_argument(
-        "files", nargs="*", type=Path, metavar="FILE", help="YAML decision tests (default: the config's tests/*.yaml)"
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="YAML decision tests, or directories of them (default: the config's tests/*.yaml)",
     )
     _config_option(test)
     test.add_argument(
@@ -300,16 +304,15 @@ def cmd_test(args: argparse.Namespace) -> int:
     from policyrouter import decision_tests
     from policyrouter.config import display_path, load_config
 
+    named = _test_files(args.files)
+    if named is None:
+        return EXIT_USAGE
     cache = _file_cache()
     config = load_config(args.config, cache=cache)
     router = _router_from(config)
     if router is None:
         return EXIT_FAILED
-    files = args.files or config.test_files()
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        print(f"error: no such file: {', '.join(map(str, missing))}", file=sys.stderr)
-        return EXIT_USAGE
+    files = named if args.files else config.test_files()
     outcomes, problems = decision_tests.run_files(router, files, cache)
     report = None
     if args.coverage or args.fail_under is not None:
@@ -355,8 +358,8 @@ def cmd_test(args: argparse.Namespace) -> int:
             print(report.render(), end="\n\n")
         print(decision_tests.summary(outcomes))
         if not files:
-            where = display_path(args.config / "tests")
-            print(f"note: no decision tests: no `*.yaml` file in `{where}`", file=sys.stderr)
+            where = ", ".join(f"`{display_path(p)}`" for p in args.files or [args.config / "tests"])
+            print(f"note: no decision tests: no `*.yaml` file in {where}", file=sys.stderr)
         if under:
             print(f"error: {under_text}", file=sys.stderr)
     failed = problems or any(not o.passed for o in outcomes)
@@ -377,6 +380,25 @@ def _github_text(text: str) -> str:
 
 def _github_property(text: str) -> str:
     return _github_text(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _test_files(paths: list[Path]) -> list[Path] | None:
+    """The decision-test files named on the command line, a directory standing for its YAML files;
+    None (the problem printed) when one is missing or is a config directory."""
+    files = []
+    for path in paths:
+        if path.is_file():
+            files.append(path)
+        elif (path / "registry.yaml").is_file():
+            print(f"error: `{path}` is a config directory, not decision tests", file=sys.stderr)
+            print(f"  help: policyrouter test --config {path}", file=sys.stderr)
+            return None
+        elif path.is_dir():
+            files += sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
+        else:
+            print(f"error: no such file or directory: {path}", file=sys.stderr)
+            return None
+    return files
 
 
 # -- schema -------------------------------------------------------------------------------------

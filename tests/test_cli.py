@@ -384,6 +384,21 @@ def test_test_a_missing_file(card: Path, run: Callable[..., Run]) -> None:
     assert result.code == 2 and "nope.yaml" in result.err
 
 
+def test_test_a_directory_of_tests(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    make_config(REGISTRY, CARD, tests={"card.yaml": PASSING_TESTS, "wrong.yaml": WRONG_TEST})
+    result = run("test", "--config", "cfg", "cfg/tests")
+    assert (result.code, result.out.strip().splitlines()[-1]) == (1, "2 passed, 1 failed")
+
+
+def test_test_a_config_directory_in_place_of_tests_says_to_use_config(card: Path, run: Callable[..., Run]) -> None:
+    result = run("test", "cfg")  # the config would be `.`, which holds no registry: that error would mislead
+    assert result.code == 2
+    assert result.err.splitlines() == [
+        "error: `cfg` is a config directory, not decision tests",
+        "  help: policyrouter test --config cfg",
+    ]
+
+
 def test_test_json(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
     make_config(REGISTRY, CARD, tests={"wrong.yaml": WRONG_TEST})
     data = json.loads(run("test", "--config", "cfg", "--format", "json").out)
