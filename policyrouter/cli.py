@@ -250,8 +250,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    if (args.replay is None) == (args.model is None) or (args.replay is not None) != (args.request_id is not None):
-        print("error: give a MODEL, or --replay EVENTS with --request-id ID", file=sys.stderr)
+    usage = _explain_usage(args)
+    if usage is not None:
+        print(f"error: {usage}", file=sys.stderr)
         return EXIT_USAGE
     from policyrouter.config import load_config
 
@@ -261,13 +262,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.replay is not None:
         return _replay(router, args)
     from policyrouter.facts import FactsError, facts_from_assignments
-    from policyrouter.quantities import QuantityError, parse_count
+    from policyrouter.quantities import QuantityError
     from policyrouter.router import InvalidFacts
 
     try:
         facts = facts_from_assignments(args.fact) if args.fact else None
-        tokens = int(parse_count(args.tokens))
-        max_tokens = int(parse_count(args.max_tokens)) if args.max_tokens is not None else None
+        tokens = _token_count("--tokens", args.tokens)
+        max_tokens = _token_count("--max-tokens", args.max_tokens) if args.max_tokens is not None else None
     except (FactsError, QuantityError) as e:
         hint = getattr(e, "help", None)
         print(f"error: {e}" + (f"\n  help: {hint}" if hint else ""), file=sys.stderr)
@@ -287,6 +288,28 @@ def cmd_explain(args: argparse.Namespace) -> int:
         router.close()
     print(json.dumps(decision.to_dict(), indent=2) if args.format == "json" else decision.explain())
     return EXIT_OK if decision.error is None else EXIT_FAILED
+
+
+def _token_count(option: str, text: str) -> int:
+    from policyrouter.quantities import QuantityError, parse_count
+
+    try:
+        return int(parse_count(text))
+    except QuantityError:
+        raise QuantityError(f"`{option} {text}`: a number of tokens is written like `2000`, `8k` or `1.5M`") from None
+
+
+def _explain_usage(args: argparse.Namespace) -> str | None:
+    """What is wrong with how explain was called, or None."""
+    if args.replay is None and args.model is None:
+        return "give a MODEL, or --replay EVENTS with --request-id ID"
+    if args.replay is not None and args.model is not None:
+        return "give a MODEL or --replay EVENTS, not both: a replay decides the recorded request again"
+    if args.replay is not None and args.request_id is None:
+        return "--replay needs --request-id ID, the request to decide again"
+    if args.replay is None and args.request_id is not None:
+        return "--request-id goes with --replay EVENTS"
+    return None
 
 
 def _replay(router: Router, args: argparse.Namespace) -> int:

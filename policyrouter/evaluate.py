@@ -220,7 +220,8 @@ def _refusal(program: Program, decision: Decision, walk: _Walk) -> DecisionError
         return DecisionError(
             "unsupported_capability",
             f"no deployment of `{decision.request.model}` or its fallbacks offers {_listing(sorted(needed))}"
-            + (f"; models that do: {_listing(offering)}" if offering else "; no model in the registry does"),
+            + (f"; models that do: {_listing(offering)}" if offering else "; no model in the registry does")
+            + _unknown_capabilities(needed, program.registry.settings.capabilities),
             decision,
             capabilities=sorted(needed),
             models=offering,
@@ -234,6 +235,16 @@ def _refusal(program: Program, decision: Decision, walk: _Walk) -> DecisionError
         )
     reasons = "; ".join(f"{e.deployment.key}: {e.reason}" for e in excluded) or "no deployment"
     return DecisionError("no_route", f"no eligible deployment for `{decision.request.model}`: {reasons}", decision)
+
+
+def _unknown_capabilities(needed: frozenset[str], vocabulary: frozenset[str]) -> str:
+    """What to add to a refusal for each requested name that is no capability at all (most likely a
+    typo), with the closest name."""
+    out = ""
+    for name in sorted(needed - vocabulary):
+        guess = closest(name, vocabulary)
+        out += f"; `{name}` is not a capability name" + (f" (did you mean `{guess}`?)" if guess else "")
+    return out
 
 
 def fired_at(clause: Clause | None) -> str:

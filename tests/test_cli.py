@@ -336,12 +336,15 @@ def test_explain_a_broken_config(make_config: Callable[..., Path], run: Callable
         (["--fact", "hour=25"], ["hour", "23"]),
         (["--fact", "a.b.c=1"], ["unknown fact `a`"]),
         (["--fact", "latency.work=fast"], ["latency.work", "fast"]),
-        (["--tokens", "lots"], ["lots"]),
+        (["--tokens", "lots"], ["`--tokens lots`", "`8k`"]),
+        (["--max-tokens", "-1"], ["`--max-tokens -1`"]),
+        (["--fact", "errors.work=-1"], ["errors.work", "negative"]),
         (["--fact", "quota=0%", "--fact", "quota.work=15%"], ["`quota.work=15%`", "both", "`quota.NAME=VALUE`"]),
         (["--fact", "quota.work=15%", "--fact", "quota=0%"], ["`quota=0%`", "both"]),
     ],
     ids=["unknown provider", "share over 100%", "not a share", "no value", "unknown fact", "hour", "dotted name",
-         "not a duration", "tokens", "one value, then by name", "by name, then one value"],
+         "not a duration", "tokens", "max tokens", "negative", "one value, then by name",
+         "by name, then one value"],
 )  # fmt: skip
 def test_explain_with_a_bad_fact_is_a_usage_error(
     card: Path, run: Callable[..., Run], argv: list[str], mentions: list[str]
@@ -352,6 +355,22 @@ def test_explain_with_a_bad_fact_is_a_usage_error(
     assert result.err.startswith("error: ") and "Traceback" not in result.err
     for word in mentions:
         assert word in result.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        ([], "give a MODEL, or --replay EVENTS with --request-id ID"),
+        (["sonnet", "--replay", "events.jsonl", "--request-id", "r1"], "give a MODEL or --replay EVENTS, not both"),
+        (["--replay", "events.jsonl"], "--replay needs --request-id ID"),
+        (["sonnet", "--request-id", "r1"], "--request-id goes with --replay EVENTS"),
+    ],
+    ids=["neither", "both", "replay without request id", "request id without replay"],
+)
+def test_explain_called_wrongly_says_how(card: Path, run: Callable[..., Run], argv: list[str], error: str) -> None:
+    result = run("explain", "--config", "cfg", *argv)
+    assert result.code == 2
+    assert result.err.startswith(f"error: {error}")
 
 
 # -- test ----------------------------------------------------------------------------------------------------

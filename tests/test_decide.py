@@ -582,6 +582,16 @@ def test_unsupported_capability_names_it_and_the_models_that_offer_it(
     assert error.details == {"capabilities": ["pdf"], "models": ["gemini-pro"]}
 
 
+def test_a_requested_name_that_is_no_capability_gets_the_closest_one(
+    router_for: Callable[..., policyrouter.Router],
+) -> None:
+    error = _refusal(router_for(REGISTRY, CARD), "sonnet", requires=["tool", "pdf", "xyzzy"], facts={})
+    assert error.code == "unsupported_capability"
+    assert error.message.endswith(
+        "; `tool` is not a capability name (did you mean `tools`?); `xyzzy` is not a capability name"
+    )
+
+
 def test_denied_carries_the_message(router_for: Callable[..., policyrouter.Router]) -> None:
     error = _refusal(router_for(REGISTRY, 'route opus deny "opus is paused"'), "opus", facts={})
     assert (error.code, error.message) == ("denied", "opus is paused")
