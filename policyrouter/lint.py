@@ -1,5 +1,6 @@
 """Lints over a compiled program: mistakes that type-check but would not do what was meant.
 
+- `condition-never-holds`: an `and` whose comparisons of one fact with literals leave it no value;
 - `fallback-lacks-capability`: a fallback model lacks a capability its route requires;
 - `fallback-context-window` (a note): a fallback has a smaller context window than the route's model;
 - `unused-provider`, `unused-model`: declared in the registry, used by nothing;
@@ -39,6 +40,7 @@ def lint(program: Program, files: Sequence[ast.PolicyFile], *, deep: bool = True
     registry = program.registry
     routes = [s for f in files for s in f.statements if isinstance(s, ast.Route)]
     found = list(_fallbacks(registry, routes))
+    found += _contradictions(routes)
     if files:
         found += _unused(registry, routes)
     if deep:
@@ -97,6 +99,80 @@ def _fallbacks(registry: Registry, routes: Sequence[ast.Route]) -> Iterator[Diag
                         "note",
                         f"requests over {format_quantity('count', window)} tokens skip this fallback",
                     )
+
+
+# -- contradictions -----------------------------------------------------------------------------
+
+
+def _contradictions(routes: Sequence[ast.Route]) -> Iterator[Diagnostic]:
+    """`quota(work) > 20% and quota(work) < 10%`: an `and` whose comparisons of one fact with literals
+    leave the fact no value (each comparison on its own is checked against the fact's range at compile)."""
+    for route in routes:
+        for condition in _conditions(route):
+            stack = [condition]
+            while stack:
+                expr = stack.pop()
+                if isinstance(expr, (ast.And, ast.Or)):
+                    stack += expr.operands
+                elif isinstance(expr, ast.Not):
+                    stack.append(expr.operand)
+                if isinstance(expr, ast.And):
+                    clash = _clash(expr)
+                    if clash is not None:
+                        fact, compares = clash
+                        yield Diagnostic(
+                            "condition-never-holds",
+                            f"`{expr.span.text}` never holds",
+                            expr.span,
+                            "warning",
+                            f"no value of `{fact}` meets " + " and ".join(f"`{c.span.text}`" for c in compares),
+                        )
+
+
+def _clash(conjunction: ast.And) -> tuple[str, list[ast.Compare]] | None:
+    """A fact and its comparisons with literals, among the operands of `conjunction`, that no value
+    of the fact meets; None when each fact compared keeps a value."""
+    ranges: dict[str, _Range] = {}
+    for operand in conjunction.operands:
+        if isinstance(operand, ast.Compare) and (bound := _bound(operand)) is not None:
+            fact, op, value = bound
+            ranges.setdefault(fact, _Range()).narrow(op, value, operand)
+    return next(((fact, r.compares) for fact, r in ranges.items() if r.empty()), None)
+
+
+def _bound(expr: ast.Compare) -> tuple[str, str, float] | None:
+    """`quota(work) > 20%` (or `20% < quota(work)`) → ("quota(work)", ">", 0.2)."""
+    if expr.op == "!=":
+        return None
+    for fact, op, literal in ((expr.left, expr.op, expr.right), (expr.right, _FLIPPED[expr.op], expr.left)):
+        if isinstance(literal, ast.Literal) and isinstance(literal.value, float):
+            if isinstance(fact, ast.Call) and isinstance(fact.arg, ast.Ident):
+                return f"{fact.func.name}({fact.arg.name})", op, literal.value
+            if isinstance(fact, ast.Name) and fact.name in BUILTIN_FACTS:
+                return fact.name, op, literal.value
+    return None
+
+
+class _Range:
+    """The values a fact may take under the comparisons so far: from `low` to `high`, each end open
+    (excluded) or not."""
+
+    def __init__(self) -> None:
+        self.low, self.low_open, self.high, self.high_open = -math.inf, False, math.inf, False
+        self.compares: list[ast.Compare] = []
+
+    def narrow(self, op: str, value: float, compare: ast.Compare) -> None:
+        self.compares.append(compare)
+        if op in (">", ">=", "==") and (value > self.low or (value == self.low and op == ">")):
+            self.low, self.low_open = value, op == ">"
+        if op in ("<", "<=", "==") and (value < self.high or (value == self.high and op == "<")):
+            self.high, self.high_open = value, op == "<"
+
+    def empty(self) -> bool:
+        return self.low > self.high or (self.low == self.high and (self.low_open or self.high_open))
+
+
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "=="}
 
 
 # -- unused declarations ------------------------------------------------------------------------

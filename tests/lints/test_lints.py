@@ -170,3 +170,28 @@ def test_the_planted_hole_names_the_facts_that_reach_it(tmp_path: Path, monkeypa
     (found,) = [d for d in load_config(Path("hole"), deep=True).diagnostics if d.code == "no-eligible-deployment"]
     assert found.help is not None
     assert "quota: {work: 19%}" in found.help and "personal" in found.help
+
+
+@pytest.mark.parametrize(
+    ("condition", "never"),
+    [
+        ("quota(work) > 20% and quota(work) < 10%", True),
+        ("quota(work) > 20% and quota(personal) < 10%", False),  # two facts
+        ("hour >= 9 and hour < 9", True),
+        ("hour >= 9 and hour <= 9", False),  # 9 itself
+        ("hour > 9 and hour == 9", True),
+        ("hour == 9 and hour == 10", True),
+        ("hour != 9 and hour == 9", False),  # `!=` is not followed
+        ("50k > tokens and tokens > 100k", True),  # a literal on the left
+        ("(tokens > 100k and tokens < 50k) or hour == 3", True),  # found inside an `or`
+        ("tokens > 100k or tokens < 50k", False),  # `or` leaves both
+        ('spend(month) >= $5 and spend(month) <= $5 and tag("batch")', False),
+    ],
+)
+def test_an_and_that_leaves_a_fact_no_value_never_holds(
+    condition: str, never: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _config(tmp_path, "c", {}, f"route sonnet when {condition} prefer work\n", None)
+    codes = [d.code for d in load_config(Path("c"), deep=False).diagnostics]
+    assert ("condition-never-holds" in codes) is never
