@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from policyrouter import __version__
 from policyrouter.diagnostics import Diagnostic, did_you_mean, render
 from policyrouter.errors import ConfigError, DecisionError, PolicyRouterError
 
@@ -65,6 +66,7 @@ def _skip_collection_at_exit() -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="policyrouter", description="Route LLM requests by written policies.")
+    parser.add_argument("--version", action="version", version=f"policyrouter {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     check = commands.add_parser("check", help="parse, validate and lint a config, then run its decision tests")

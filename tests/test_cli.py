@@ -84,6 +84,11 @@ def card(make_config: Callable[..., Path]) -> Path:
     return make_config(REGISTRY, CARD, tests={"card.yaml": PASSING_TESTS})
 
 
+def test_version(run: Callable[..., Run]) -> None:
+    result = run("--version")
+    assert (result.code, result.out) == (0, f"policyrouter {policyrouter.__version__}\n")
+
+
 def test_check_prints_no_python_warning_for_an_anchor_defined_again(
     make_config: Callable[..., Path], run: Callable[..., Run]
 ) -> None:
