@@ -6,6 +6,7 @@ loading (compiler, evaluator, state, executor) reads only these objects.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -16,6 +17,9 @@ from policyrouter.diagnostics import Span
 
 KNOWN_CAPABILITIES = ("tools", "vision", "json", "streaming", "reasoning", "audio", "pdf", "prompt_caching")
 GLOBAL_BUDGETS = ("run", "day", "week", "month")
+# `${NAME}` in `settings.state`: the value of an environment variable, put in when the store is opened,
+# so a password can stay out of the config.
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 QuotaUnit = Literal["tokens", "requests", "usd"]
 
@@ -133,7 +137,7 @@ class Model:
 class Settings:
     timezone: tzinfo
     timezone_name: str = "UTC"
-    state: str = "sqlite:///.policyrouter/state.db"
+    state: str = "sqlite:///.policyrouter/state.db"  # may hold `${NAME}` references (ENV_REFERENCE)
     budget_mode: Literal["soft", "hard"] = "soft"
     estimated_output_tokens: int = 1000
     unknown_price: Literal["deny", "warn", "allow"] = "deny"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeGuard, Union, get_args, get_origin
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
@@ -52,6 +53,7 @@ from policyrouter.errors import ConfigError
 from policyrouter.prices import lookup_price
 from policyrouter.quantities import CALENDAR_WINDOWS, QuantityError, parse_count, parse_duration
 from policyrouter.registry import (
+    ENV_REFERENCE,
     GLOBAL_BUDGETS,
     KNOWN_CAPABILITIES,
     Budget,
@@ -210,13 +212,22 @@ def _timezone_name(name: str) -> str:
 
 def _state_url(url: str) -> str:
     scheme, separator, _ = url.partition("://")
-    if separator and scheme in _STATE_SCHEMES:
-        return url
-    raise _error(
-        "registry-value",
-        f"expected a state URL such as `sqlite:///.policyrouter/state.db`, `memory://` or "
-        f"`redis://127.0.0.1:6379/0`, got {_describe(url)}",
-    )
+    if not (separator and scheme in _STATE_SCHEMES):
+        raise _error(
+            "registry-value",
+            f"expected a state URL such as `sqlite:///.policyrouter/state.db`, `memory://` or "
+            f"`redis://127.0.0.1:6379/0`, got {_describe(url)}",
+        )
+    parts = urlsplit(url)
+    passwords = [parts.password or "", *parse_qs(parts.query).get("password", [])]  # unix://…?password=
+    if any(p and not ENV_REFERENCE.fullmatch(p) for p in passwords):
+        raise _error(
+            "registry-secret",
+            "the state URL holds a password: secrets never live in config",
+            "write `${REDIS_PASSWORD}` in its place, and set that environment variable",
+            mask=True,
+        )
+    return url
 
 
 def _env_var_name(value: str) -> str:

@@ -13,6 +13,7 @@ import sys
 import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -300,6 +301,7 @@ BAD_REGISTRIES: list[tuple[str, list[str]]] = [  # case name, the codes it must 
     ("bad-timezone", ["registry-value"]),
     ("budget-name", ["registry-unknown-key"]),
     ("api-key-in-config", ["registry-secret"]),
+    ("state-password", ["registry-secret"]),
     ("lowercase-env-name", ["registry-value"]),
     ("duplicate-deployment", ["registry-duplicate-deployment"]),
     ("duplicate-key", ["registry-duplicate-key"]),
@@ -347,6 +349,35 @@ def test_a_key_in_api_key_env_is_never_shown(tmp_path: Path, monkeypatch: pytest
     for fmt in ("text", "json", "github"):
         assert "TOPSECRET" not in render(error.diagnostics, fmt)
     assert "TOPSECRET" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("redis://10.0.0.5:6379/0", False),
+        ("rediss://default@redis.example.com:6380/0", False),  # a user name alone
+        ("rediss://default:${REDIS_PASSWORD}@redis.example.com:6380/0", False),
+        ("redis://:${REDIS_PASSWORD}@10.0.0.5:6379/0", False),
+        ("sqlite:///state@home:x/state.db", False),  # a path, not a password
+        ("redis://:hunter2@10.0.0.5:6379/0", True),
+        ("rediss://default:Xk9-pass@redis.example.com:6380/0", True),
+        ("unix:///run/redis.sock?db=0&password=hunter2", True),
+        ("redis://:${REDIS_PASSWORD}x@10.0.0.5:6379/0", True),  # not only a reference
+    ],
+)
+def test_a_password_in_the_state_url_is_a_secret(
+    url: str, secret: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = f"settings:\n  state: {url}\n"
+    if not secret:
+        assert load_text(tmp_path, monkeypatch, text).settings.state == url
+        return
+    error = diagnostics_of(tmp_path, monkeypatch, text)
+    assert [d.code for d in error.diagnostics] == ["registry-secret"]
+    parts = urlsplit(url)
+    password = parts.password or parse_qs(parts.query)["password"][0]
+    for fmt in ("text", "json", "github"):
+        assert password not in render(error.diagnostics, fmt)
 
 
 def test_missing_file_has_a_path_and_no_span(tmp_path: Path) -> None:

@@ -1,11 +1,14 @@
-"""`settings.state` → a store: `sqlite:///PATH` (default), `redis://HOST:PORT/DB`, `memory://`."""
+"""`settings.state` → a store: `sqlite:///PATH` (default), `redis://HOST:PORT/DB`, `memory://`; a
+`${NAME}` in the URL (a password, say) is the environment variable's value."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
-from policyrouter.registry import Registry
+from policyrouter.registry import ENV_REFERENCE, Registry
 from policyrouter.state.errors import StateError
 from policyrouter.state.store import StateStore
 
@@ -21,13 +24,27 @@ def sqlite_path(url: str, config_dir: Path) -> Path:
     return path if path.is_absolute() else config_dir / path
 
 
+def _with_environment(url: str) -> str:
+    """`url` with each `${NAME}` replaced by that environment variable's value."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise StateError(
+                url, f"the state URL names `${{{name}}}`, which is not set", f"set the environment variable `{name}`"
+            )
+        return os.environ[name]
+
+    return ENV_REFERENCE.sub(value, url)
+
+
 def open_store(registry: Registry, url: str | None = None, **options: Any) -> StateStore:
     """Open the store `url` names (default: `registry.settings.state`).
 
     `options` go to the store: `clock`, `run_id`, `reservation_ttl`, `latency_samples`, and per
     backend `busy_timeout` (SQLite), `key_prefix` and `socket_timeout` (Redis).
     """
-    url = url or registry.settings.state
+    url = _with_environment(url or registry.settings.state)
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme == "memory":
         from policyrouter.state.memory import MemoryStore
