@@ -13,6 +13,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import cache
@@ -158,8 +159,23 @@ class SQLiteStore(StateStore):
             )
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'counters_expiry'").fetchone():
             conn.execute("DROP INDEX IF EXISTS counters_expiry")  # files of the first layout had one
-        conn.execute("PRAGMA journal_mode = WAL")
+        self._use_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes in WAL mode
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL (a mode the file keeps). The switch needs the file to itself, and
+        while another connection writes SQLite fails it at once rather than wait (waiting could
+        deadlock): processes that open a fresh file together meet this. So wait here, as
+        `busy_timeout` waits for other statements."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
 
     def _initialize(self, conn: sqlite3.Connection) -> None:
         if conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,28 @@ def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     path.touch()
     SQLiteStore(make_registry(), path).close()
+
+
+def test_a_file_another_process_is_writing_is_opened_once_it_is_done(tmp_path: Path) -> None:
+    """Switching a file to WAL fails at once while another connection writes (SQLite will not wait,
+    which could deadlock); processes that open a fresh file together meet this. The store waits."""
+    registry = make_registry()
+    path = tmp_path / "s.db"
+    SQLiteStore(registry, path).close()
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        assert conn.execute("PRAGMA journal_mode = DELETE").fetchone() == ("delete",)  # as a fresh file is
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO counters (key, used, reserved, expires_at) VALUES ('other', 1, 0, 1e18)")
+    done = threading.Timer(0.2, writer.execute, ("COMMIT",))
+    done.start()
+    store = SQLiteStore(registry, path)
+    done.join()
+    writer.close()
+    assert store.read(["other"]) == [Counter(1.0, 0.0)]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    store.close()
 
 
 def test_a_locked_file_fails_as_configured_and_loses_no_spend(tmp_path: Path, clock: FakeClock) -> None:
