@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from policyrouter.registry import Registry
 from policyrouter.state.errors import StateError
@@ -88,7 +88,7 @@ class SQLiteStore(StateStore):
         super().__init__(registry, options.pop("url", None) or f"sqlite:///{self.path.resolve()}", **options)
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: list[_Opened] = []
         self._conns_lock = threading.Lock()
         self._next_sweep = -math.inf  # store time of the next deletion of expired counters
         self._conn()  # open and check the file now: a foreign file fails here, not mid-request
@@ -129,7 +129,7 @@ class SQLiteStore(StateStore):
                 conn.close()
                 raise
         with self._conns_lock:
-            self._conns.append(conn)
+            self._conns = [*_still_used(self._conns), _Opened(os.getpid(), threading.current_thread(), conn)]
         return conn
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
@@ -360,10 +360,36 @@ class SQLiteStore(StateStore):
     def _close(self) -> None:
         with self._conns_lock:
             conns, self._conns = self._conns, []
-        for conn in conns:
-            with suppress(sqlite3.Error):
-                conn.close()
+        for opened in conns:
+            if opened.pid == os.getpid():
+                with suppress(sqlite3.Error):
+                    opened.conn.close()
         self._local = threading.local()
+
+
+class _Opened(NamedTuple):
+    """A connection, with the process and the thread that opened it (each thread has its own)."""
+
+    pid: int
+    thread: threading.Thread
+    conn: sqlite3.Connection
+
+
+def _still_used(conns: list[_Opened]) -> list[_Opened]:
+    """The connections whose threads still run; the others are closed. So a program that starts a
+    thread per request (or a new event loop, with new worker threads, per `asyncio.run`) keeps one
+    open file per live thread, not one per thread it ever ran. In a forked child the parent's are
+    dropped unclosed: SQLite must not touch a parent's connection there."""
+    kept = []
+    for opened in conns:
+        if opened.pid != os.getpid():
+            continue
+        if opened.thread.is_alive():
+            kept.append(opened)
+        else:
+            with suppress(sqlite3.Error):
+                opened.conn.close()
+    return kept
 
 
 def _expiry(now: float, ttl: float | None) -> float | None:

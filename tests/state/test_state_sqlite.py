@@ -143,6 +143,32 @@ def test_a_file_another_process_is_writing_is_opened_once_it_is_done(tmp_path: P
     store.close()
 
 
+def test_the_connection_of_a_thread_that_ended_is_closed(tmp_path: Path) -> None:
+    """One connection per thread; a program that starts a thread per request must not keep one open
+    file per request it ever served."""
+    registry = make_registry()
+    store = SQLiteStore(registry, tmp_path / "s.db")
+    work = deployment(registry, "sonnet@work")
+    used: list[sqlite3.Connection] = []
+
+    def request() -> None:
+        store.settle(store.reserve(work, tokens=10, cost=0.01), input_tokens=5, output_tokens=5, cost=0.01)
+        used.append(store._conn())
+
+    for _ in range(3):
+        thread = threading.Thread(target=request)
+        thread.start()
+        thread.join()
+    first, second, last = used
+    for ended in (first, second):  # closed when a later thread opened its own
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            ended.execute("SELECT 1")
+    assert last.execute("SELECT 1").fetchone() == (1,)  # its thread has ended too, but no thread came after
+    meter = store.layout.spend("run", store.now(), store.run_id)
+    assert meter is not None and store.read([meter.key])[0].used == pytest.approx(0.03)
+    store.close()
+
+
 def test_a_locked_file_fails_as_configured_and_loses_no_spend(tmp_path: Path, clock: FakeClock) -> None:
     registry = make_registry()
     path = tmp_path / "s.db"
