@@ -157,8 +157,10 @@ class _Compiler:
         strategy: ast.Strategy | None = None
         fallback: ast.Fallback | None = None
         closed_by: Span | None = None  # the clause after which no action clause is reachable
+        tested: dict[ast.Expr, Span] = {}  # conditions of earlier `when`s: one that comes again never fires
         for clause in node.clauses:
             if isinstance(clause, ast.Requires):
+                self.once(clause.capabilities)
                 requires.update(self.capabilities(clause.capabilities))
             elif isinstance(clause, ast.Strategy):
                 if strategy is not None:
@@ -179,6 +181,7 @@ class _Compiler:
                         f"list every fallback model in the first, at {fallback.span}",
                     )
                 fallback = clause
+                self.once(clause.models)
                 for model in clause.models:
                     self.model_name(model)
             else:
@@ -190,12 +193,21 @@ class _Compiler:
                         clause.span,
                         f"the clause at {closed_by} always decides first",
                     )
+                elif isinstance(clause, ast.When) and clause.condition in tested:
+                    self.warn(
+                        "unreachable-clause",
+                        "this clause can never fire",
+                        clause.span,
+                        f"the clause at {tested[clause.condition]} tests the same condition and decides first",
+                    )
                 elif lowered is None:
                     continue
                 else:
                     clauses.append(lowered)
                     if _always_decides(lowered):
                         closed_by = clause.span
+                    if isinstance(clause, ast.When):
+                        tested.setdefault(clause.condition, clause.span)
         compiled = program.Route(
             target=node.target.name,
             requires=frozenset(requires) if requires else _NOTHING_REQUIRED,
@@ -219,6 +231,13 @@ class _Compiler:
                 )
             action = self.action(clause.action, route)
             otherwise = self.action(clause.otherwise, route) if clause.otherwise else None
+            if clause.otherwise is not None and clause.otherwise == clause.action:  # spans aside
+                self.warn(
+                    "condition-no-effect",
+                    f"`{action.text}` either way",
+                    clause.span,
+                    "the condition changes nothing: keep the action alone, or change one branch",
+                )
             condition = None if cond.const is True else cond.fn
             return program.Clause(
                 "when", condition, clause.condition.span.text, cond.facts, action, otherwise, clause.span
@@ -231,6 +250,7 @@ class _Compiler:
     def action(self, node: ast.Action, route: ast.Route) -> program.Action:
         if isinstance(node, (ast.Prefer, ast.Only, ast.Avoid)):
             verb = _PROVIDER_VERBS[type(node)]
+            self.once(node.providers)
             providers = [name for ident in node.providers if (name := self.provider(ident))]
             for ident in node.providers:
                 if ident.name in self.registry.providers:
@@ -243,6 +263,19 @@ class _Compiler:
         return program.Action("deny", message=node.message, text=f'deny "{node.message}"', span=node.span)
 
     # -- names ----------------------------------------------------------------------------------
+
+    def once(self, idents: Iterable[ast.Ident]) -> None:
+        """Warn about a name a list repeats: the repeat does nothing, and often stands for a typo."""
+        first: dict[str, ast.Ident] = {}
+        for ident in idents:
+            if ident.name in first:
+                self.warn(
+                    "duplicate-name",
+                    f"`{ident.name}` is named twice",
+                    ident.span,
+                    f"the first is at {first[ident.name].span}; remove this one, or name what was meant",
+                )
+            first.setdefault(ident.name, ident)
 
     def provider(self, ident: ast.Ident) -> str | None:
         if ident.name in self.registry.providers:

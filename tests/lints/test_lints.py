@@ -33,6 +33,16 @@ CASES: list[dict[str, Any]] = [
         "good": "route sonnet {\n    when quota(work) > 20% prefer work\n    when hour > 22 prefer personal\n}\n",
     },
     {
+        "code": "duplicate-name",
+        "bad": "route sonnet prefer work, work\n",
+        "good": "route sonnet prefer work, personal\n",
+    },
+    {
+        "code": "condition-no-effect",
+        "bad": "route sonnet when quota(work) > 20% prefer work else work\n",
+        "good": "route sonnet when quota(work) > 20% prefer work else personal\n",
+    },
+    {
         "code": "condition-never-holds",
         "bad": "route sonnet when quota(work) > 100% prefer work\n",
         "good": "route sonnet when quota(work) > 90% prefer work\n",
@@ -195,3 +205,18 @@ def test_an_and_that_leaves_a_fact_no_value_never_holds(
     _config(tmp_path, "c", {}, f"route sonnet when {condition} prefer work\n", None)
     codes = [d.code for d in load_config(Path("c"), deep=False).diagnostics]
     assert ("condition-never-holds" in codes) is never
+
+
+def test_a_when_that_repeats_an_earlier_condition_never_fires(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    policy = (
+        "route sonnet {\n"
+        "    when hour < 9 prefer personal\n"
+        "    when hour<9 prefer work\n"  # the same condition, spaced otherwise
+        "    when hour < 8 prefer work\n"  # another condition
+        "}\n"
+    )
+    _config(tmp_path, "again", {}, policy, None)
+    (found,) = [d for d in load_config(Path("again"), deep=False).diagnostics if d.code == "unreachable-clause"]
+    assert found.span is not None and found.span.line == 3
+    assert found.help == "the clause at again/policy.policy:2:5 tests the same condition and decides first"
