@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import gc
 import json
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,20 +98,27 @@ async def read_one_async(router: Any) -> None:
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(scripts=st.fixed_dictionaries({p: SCRIPT for p in ("work", "personal", "backup")}), calls=CALLS)
+@given(
+    scripts=st.fixed_dictionaries({p: SCRIPT for p in ("work", "personal", "backup")}),
+    calls=CALLS,
+    store=st.sampled_from(["memory", "sqlite"]),  # SQLite: async calls keep their books on worker threads
+)
 def test_the_books_are_right_whatever_the_providers_answer(
     make_router: Any,
     llm: LoopbackLLM,
     keys: dict[str, str],
     events: list[dict[str, Any]],
+    tmp_path: Path,
     scripts: dict[str, list[tuple[str, int]]],
     calls: list[str],
+    store: str,
 ) -> None:
     llm.reset()
     events.clear()
     for provider, replies in scripts.items():
         llm.script(provider, *(REPLIES[name](n) for name, n in replies))
-    router = make_router()
+    state = "memory://" if store == "memory" else f"sqlite:///{tmp_path / uuid.uuid4().hex}.db"
+    router = make_router(state=state)
 
     for how in calls:
         with contextlib.suppress(CompletionError, DecisionError):  # the documented ways to fail
@@ -117,7 +126,6 @@ def test_the_books_are_right_whatever_the_providers_answer(
     gc.collect()  # the dropped streams: finalized, then settled by a thread of their own
     assert LEFTOVERS.wait(timeout=10)
 
-    assert router.store._reservations == {}  # type: ignore[attr-defined]
     for provider in ("work", "personal", "backup"):
         assert router.live_facts.in_flight(provider) == 0
     assert all(usage.reserved == pytest.approx(0, abs=1e-9) for usage in collect(router.registry, router.store).limits)
