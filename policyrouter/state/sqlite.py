@@ -113,7 +113,9 @@ class SQLiteStore(StateStore):
             )
         with self._errors():
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not self.path.parent.exists():
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    _keep_out_of_git(self.path.parent)
             except OSError as e:
                 raise StateError(
                     self.url,
@@ -390,6 +392,13 @@ def _still_used(conns: list[_Opened]) -> list[_Opened]:
             with suppress(sqlite3.Error):
                 opened.conn.close()
     return kept
+
+
+def _keep_out_of_git(directory: Path) -> None:
+    """A `.gitignore` in the state directory policyrouter made (as pytest and ruff do in their caches):
+    the state file of a config kept in a repository must not be committed with it."""
+    with suppress(OSError):
+        (directory / ".gitignore").write_text("# policyrouter's live state: not for version control\n*\n")
 
 
 def _expiry(now: float, ttl: float | None) -> float | None:

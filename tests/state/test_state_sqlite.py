@@ -28,6 +28,16 @@ def test_default_state_lives_under_the_config_dir(tmp_path: Path, clock: FakeClo
     store.close()
 
 
+def test_a_state_directory_it_makes_is_kept_out_of_git(tmp_path: Path) -> None:
+    registry = make_registry(state="sqlite:///.policyrouter/state.db", path=tmp_path / "registry.yaml")
+    open_store(registry).close()
+    ignore = tmp_path / ".policyrouter" / ".gitignore"
+    assert ignore.read_text().splitlines()[-1] == "*"
+    (tmp_path / "mine").mkdir()  # a directory of the user's own is left as it is
+    open_store(registry, f"sqlite:///{tmp_path / 'mine' / 'state.db'}").close()
+    assert (tmp_path / "mine" / "state.db").exists() and not (tmp_path / "mine" / ".gitignore").exists()
+
+
 def test_open_store_understands_each_kind(tmp_path: Path) -> None:
     registry = make_registry(path=tmp_path / "registry.yaml")
     assert isinstance(open_store(registry, "memory://"), MemoryStore)
