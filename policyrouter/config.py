@@ -48,6 +48,13 @@ class Config:
         return sorted(tests.glob("*.yaml")) + sorted(tests.glob("*.yml")) if tests.is_dir() else []
 
 
+def _config_missing_help(path: Path) -> str:
+    """A file of a config given where its directory belongs; or what a config directory holds."""
+    if path.is_file() and (path.parent / REGISTRY_FILE).is_file():
+        return f"give the config directory that holds it: `{display_path(path.parent)}`"
+    return f"a config directory holds `{REGISTRY_FILE}` and `*.policy` files"
+
+
 def display_path(path: Path) -> str:
     """Paths in messages are relative to the working directory when they can be."""
     try:
@@ -82,8 +89,12 @@ def load_config(
 def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool, cache: FileCache | None) -> Config:
     registry_path = directory / REGISTRY_FILE
     if not directory.is_dir():
+        shown = display_path(directory)
         problem = Diagnostic(
-            "config-missing", f"`{display_path(directory)}` is not a directory", path=display_path(directory)
+            "config-missing",
+            f"`{shown}` is not a directory" if directory.exists() else f"no directory `{shown}`",
+            path=shown,
+            help=_config_missing_help(directory),
         )
         return Config(directory, None, [], None, [problem], dict(custom_facts or {}))
     diagnostics: list[Diagnostic] = []

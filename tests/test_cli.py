@@ -89,6 +89,25 @@ def test_version(run: Callable[..., Run]) -> None:
     assert (result.code, result.out) == (0, f"policyrouter {policyrouter.__version__}\n")
 
 
+@pytest.mark.parametrize(
+    ("argv", "lines"),
+    [
+        (["check", "nope"], ["nope: error[config-missing]: no directory `nope`", " = help: a config directory holds"]),
+        (["check", "cfg/registry.yaml"], ["is not a directory", "give the config directory that holds it: `cfg`"]),
+        (["explain", "sonnet", "--config", "cfg/main.policy"], ["is not a directory", "holds it: `cfg`"]),
+    ],
+    ids=["missing", "the registry file", "a policy file"],
+)
+def test_a_config_path_that_is_not_a_config_directory(
+    card: Path, run: Callable[..., Run], argv: list[str], lines: list[str]
+) -> None:
+    result = run(*argv)
+    assert result.code == 1
+    text = result.out + result.err
+    for line in lines:
+        assert line in text
+
+
 def test_check_prints_no_python_warning_for_an_anchor_defined_again(
     make_config: Callable[..., Path], run: Callable[..., Run]
 ) -> None:

@@ -279,7 +279,7 @@ def test_a_config_the_fixture_cannot_load_fails_readably(sample: Path) -> None:
     result = run_pytest(sample, "tests/test_routing.py", "--policyrouter-config", "nowhere")
     assert result.returncode == 1
     assert "cannot load `nowhere`" in result.stdout
-    assert "`nowhere` is not a directory" in result.stdout
+    assert "no directory `nowhere`" in result.stdout
     assert "4 errors" in result.stdout
 
 
