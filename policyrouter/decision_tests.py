@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from policyrouter.config import display_path
-from policyrouter.decision import Decision
+from policyrouter.decision import Decision, token_count
 from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
-from policyrouter.errors import ConfigError, DecisionError
+from policyrouter.errors import REFUSAL_CODES, ConfigError, DecisionError, unknown_refusal
 from policyrouter.quantities import parse_count
 from policyrouter.router import InvalidFacts, Router
 from policyrouter.text_files import read_config_text, unreadable
@@ -148,6 +148,17 @@ def _check_case(item: Any, where: Span, source: Source) -> Case | Diagnostic:
     for key, one in (("first", "one deployment, such as `work` or `gpt-4o@openai`"), ("error", "one refusal code")):
         if isinstance(expect.get(key), (Mapping, list)):
             return Diagnostic("test-invalid", f"`{key}` takes {one}", _value_span(source, expect, key))
+    code = expect.get("error")
+    if code is not None and str(code) not in REFUSAL_CODES:
+        where_code = _value_span(source, expect, "error")
+        return Diagnostic("test-invalid", f"unknown refusal code `{code}`", where_code, help=unknown_refusal(str(code)))
+    for key in ("tokens", "max_tokens"):
+        if request.get(key) is not None:
+            try:
+                token_count(key, parse_count(request[key]))
+            except ValueError:
+                value = _value_span(source, request, key)
+                return Diagnostic("test-invalid", f"`{key}` is a number of tokens such as `2000` or `8k`", value)
     facts = item.get("facts")
     if facts is not None and not isinstance(facts, Mapping):
         return Diagnostic("test-invalid", "`facts` is a mapping such as `{quota: {work: 15%}}`", where)

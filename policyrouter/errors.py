@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from policyrouter.diagnostics import Diagnostic, render
+from policyrouter.diagnostics import Diagnostic, did_you_mean, render
 
 if TYPE_CHECKING:
     from policyrouter.decision import Decision
@@ -21,6 +21,14 @@ class ConfigError(PolicyRouterError):
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
         self.diagnostics = list(diagnostics)
         super().__init__(render(self.diagnostics))
+
+
+REFUSAL_CODES = ("unknown_model", "unsupported_capability", "budget_exceeded", "no_route", "denied")
+
+
+def unknown_refusal(code: str) -> str:
+    """Help for a refusal code that is none of `REFUSAL_CODES`."""
+    return did_you_mean(code, REFUSAL_CODES) or "one of " + ", ".join(f"`{c}`" for c in REFUSAL_CODES)
 
 
 class DecisionError(PolicyRouterError):

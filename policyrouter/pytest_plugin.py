@@ -127,12 +127,15 @@ def assert_routes(
     """
     __tracebackhide__ = True
     from policyrouter.decision_tests import judge
+    from policyrouter.errors import REFUSAL_CODES, unknown_refusal
 
     given = [name for name, value in (("order", order), ("first", first), ("error", error)) if value is not None]
     if len(given) != 1:
         raise TypeError("assert_routes takes exactly one of `order`, `first`, `error`")
     if isinstance(order, str):
         raise TypeError("`order` is a list of deployments; for just the head, use `first=`")
+    if error is not None and error not in REFUSAL_CODES:
+        raise ValueError(f"unknown refusal code `{error}`: {unknown_refusal(error)}")
     expect: dict[str, Any] = {"order": list(order)} if order is not None else {given[0]: first or error}
     request: dict[str, Any] = {
         "model": model,

@@ -230,12 +230,17 @@ def test_assert_routes_checks_its_arguments(sample: Path) -> None:
             def test_a_string_order(policy_router):
                 with pytest.raises(TypeError, match="first="):
                     assert_routes(policy_router, "sonnet", "work")
+
+
+            def test_an_unknown_refusal_code(policy_router):
+                with pytest.raises(ValueError, match="did you mean `no_route`"):
+                    assert_routes(policy_router, "sonnet", error="no-route")
             """
         )
     )
     result = run_pytest(sample, "tests/test_args.py")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    assert "4 passed" in result.stdout
 
 
 # -- where the fixture's config comes from ------------------------------------------------------
