@@ -51,7 +51,7 @@ from policyrouter.collector import without_collector
 from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
 from policyrouter.errors import ConfigError
 from policyrouter.prices import lookup_price
-from policyrouter.quantities import CALENDAR_WINDOWS, QuantityError, parse_count, parse_duration
+from policyrouter.quantities import CALENDAR_WINDOWS, QuantityError, format_quantity, parse_count, parse_duration
 from policyrouter.registry import (
     ENV_REFERENCE,
     GLOBAL_BUDGETS,
@@ -534,7 +534,7 @@ def _validate(root: object, locator: _Locator) -> RegistrySpec:
 
 def _check_relations(spec: RegistrySpec) -> list[_Issue]:
     """Checks across parts that are each valid on their own."""
-    return [*_duplicate_deployments(spec), *_clashing_budget_names(spec)]
+    return [*_duplicate_deployments(spec), *_clashing_budget_names(spec), *_outputs_over_window(spec)]
 
 
 def _duplicate_deployments(spec: RegistrySpec) -> Iterator[_Issue]:
@@ -549,6 +549,20 @@ def _duplicate_deployments(spec: RegistrySpec) -> Iterator[_Issue]:
                     f"a provider serves a model once: there is one `{name}@{deployment.provider}`",
                 )
             seen.add(deployment.provider)
+
+
+def _outputs_over_window(spec: RegistrySpec) -> Iterator[_Issue]:
+    """Output tokens count toward the context window, so an output limit above it is a slip (`64M`)."""
+    for name, model in spec.models.items():
+        window, output = model.context_window, model.max_output_tokens
+        if window is not None and output is not None and output > window:
+            yield _Issue(
+                "registry-value",
+                f"max_output_tokens ({format_quantity('count', output)}) is larger than "
+                f"the context window ({format_quantity('count', window)})",
+                ("models", name, "max_output_tokens"),
+                "a reply counts toward the context window, so it cannot be larger",
+            )
 
 
 def _clashing_budget_names(spec: RegistrySpec) -> Iterator[_Issue]:

@@ -291,6 +291,7 @@ BAD_REGISTRIES: list[tuple[str, list[str]]] = [  # case name, the codes it must 
     ("price-type", ["registry-type"]),
     ("negative-price", ["registry-value"]),
     ("zero-limit", ["registry-value", "registry-value", "registry-value", "registry-value"]),
+    ("output-over-window", ["registry-value"]),
     ("not-finite", ["registry-type", "registry-type", "registry-type", "registry-type"]),
     ("unknown-provider", ["registry-unknown-provider"]),
     ("unknown-capability", ["registry-unknown-capability"]),
