@@ -9,6 +9,7 @@ policy reads that was not recorded reads as a fresh state would, and the report 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from policyrouter.diagnostics import closest
 from policyrouter.errors import DecisionError, PolicyRouterError
 from policyrouter.facts import nest_facts
 from policyrouter.router import Router
+
+log = logging.getLogger("policyrouter.replay")
 
 
 class ReplayError(PolicyRouterError):
@@ -83,16 +86,21 @@ def find_decision(path: Path, request_id: str) -> Mapping[str, Any]:
     """The `decision` event for `request_id` in a JSON-lines events file (the last, if several)."""
     found: Mapping[str, Any] | None = None
     seen: list[str] = []
-    for event in _events(path):
+    damaged: list[str] = []
+    for event in _events(path, damaged):
         if event.get("event") != "decision":
             continue
         if event.get("request_id") == request_id:
             found = event
         elif isinstance(event.get("request_id"), str):
             seen.append(event["request_id"])
+    for problem in damaged:  # a line cut short by a crash mid-write must not hide every other decision
+        log.warning("%s: skipped", problem)
     if found is None:
         guess = closest(request_id, seen)
         hint = f"; did you mean `{guess}`?" if guess else f" ({len(seen)} decisions in the file)"
+        if damaged:
+            hint += f"; {len(damaged)} damaged line{'s' if len(damaged) > 1 else ''} skipped"
         raise ReplayError(f"no decision event for request `{request_id}` in {path}{hint}")
     if not isinstance(found.get("request"), Mapping) or not isinstance(found.get("facts"), Mapping):
         raise ReplayError(f"the decision event for `{request_id}` has no request or facts to replay")
@@ -134,7 +142,8 @@ def _recorded_request(event: Mapping[str, Any]) -> dict[str, Any]:
     return {"model": model, **names, "tokens": tokens, "max_tokens": max_tokens, "request_id": str(request_id)}
 
 
-def _events(path: Path) -> Iterator[dict[str, Any]]:
+def _events(path: Path, damaged: list[str]) -> Iterator[dict[str, Any]]:
+    """The events of a JSON-lines file; a line that is not one is described in `damaged`."""
     try:
         lines = path.read_bytes().splitlines()  # JSON lines end at a newline only
     except OSError as e:
@@ -144,13 +153,15 @@ def _events(path: Path) -> Iterator[dict[str, Any]]:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             column = len(raw[: e.start].decode("utf-8")) + 1
-            raise ReplayError(f"{path}:{number}:{column}: not UTF-8 text: byte 0x{raw[e.start]:02x} here") from None
+            damaged.append(f"{path}:{number}:{column}: not UTF-8 text: byte 0x{raw[e.start]:02x} here")
+            continue
         if not line.strip():
             continue
         try:
             event = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ReplayError(f"{path}:{number}:{e.colno}: not a JSON event: {e.msg}") from None
+            damaged.append(f"{path}:{number}:{e.colno}: not a JSON event: {e.msg}")
+            continue
         if isinstance(event, dict):
             yield event
 

@@ -112,11 +112,18 @@ def test_a_recorded_request_edited_out_of_shape_is_a_clear_error(
         assert word in err
 
 
-def test_a_damaged_events_file_says_where(recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]) -> None:
-    # A line cut short mid-character (a crash mid-write), before the recorded decision.
+def test_a_damaged_line_is_skipped_and_said_where(
+    recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Lines cut short by a crash mid-write, one mid-character: the other decisions still replay.
     config, events, request_id = recorded
-    events.write_bytes(b'{"event": "attempt", "note": "caf\xc3' + b"\n" + events.read_bytes())
+    events.write_bytes(b'{"event": "attempt", "note": "caf\xc3\n' + events.read_bytes() + b'{"event": "succ')
     code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
-    err = capsys.readouterr().err
-    assert code == 1 and "Traceback" not in err
-    assert f"{events}:1:34: not UTF-8 text: byte 0xc3 here" in err
+    assert code == 0 and "the outcome is the same" in capsys.readouterr().out
+    last = len(events.read_bytes().splitlines())
+    assert [r.getMessage() for r in caplog.records if r.name == "policyrouter.replay"] == [
+        f"{events}:1:34: not UTF-8 text: byte 0xc3 here: skipped",
+        f"{events}:{last}:11: not a JSON event: Unterminated string starting at: skipped",
+    ]
+    code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", "elsewhere"])
+    assert code == 1 and "2 damaged lines skipped" in capsys.readouterr().err
