@@ -59,7 +59,7 @@ _PROVIDER_VERBS: Mapping[type, str] = {ast.Prefer: "prefer", ast.Only: "only", a
 
 _NOTHING_REQUIRED: frozenset[str] = frozenset()  # one for every route without `requires`, not one each
 
-_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 _TYPE_WORDS = {
     "share": "a share",
@@ -413,7 +413,7 @@ class _Compiler:
             fn = self.folded(op, lf, right.const, literal_first=False)
             return _Lowered(fn, "bool", facts, const, settled=const is not MISSING)
         if left.const is not MISSING:
-            const = self.settled(node, right, _FLIPPED[node.op], left.const)
+            const = self.settled(node, right, FLIPPED[node.op], left.const)
             fn = self.folded(op, rf, left.const, literal_first=True)
             return _Lowered(fn, "bool", facts, const, settled=const is not MISSING)
         return _Lowered(lambda ctx: op(lf(ctx), rf(ctx)), "bool", facts)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from policyrouter import ast
-from policyrouter.compile import BUILTIN_FACTS
+from policyrouter.compile import BUILTIN_FACTS, FLIPPED
 from policyrouter.decision import Request
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import DecisionError
@@ -144,7 +144,7 @@ def _bound(expr: ast.Compare) -> tuple[str, str, float] | None:
     """`quota(work) > 20%` (or `20% < quota(work)`) → ("quota(work)", ">", 0.2)."""
     if expr.op == "!=":
         return None
-    for fact, op, literal in ((expr.left, expr.op, expr.right), (expr.right, _FLIPPED[expr.op], expr.left)):
+    for fact, op, literal in ((expr.left, expr.op, expr.right), (expr.right, FLIPPED[expr.op], expr.left)):
         if isinstance(literal, ast.Literal) and isinstance(literal.value, float):
             if isinstance(fact, ast.Call) and isinstance(fact.arg, ast.Ident):
                 return f"{fact.func.name}({fact.arg.name})", op, literal.value
@@ -170,9 +170,6 @@ class _Range:
 
     def empty(self) -> bool:
         return self.low > self.high or (self.low == self.high and (self.low_open or self.high_open))
-
-
-_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "=="}
 
 
 # -- unused declarations ------------------------------------------------------------------------
