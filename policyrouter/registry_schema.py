@@ -218,8 +218,11 @@ def _state_url(url: str) -> str:
             f"expected a state URL such as `sqlite:///.policyrouter/state.db`, `memory://` or "
             f"`redis://127.0.0.1:6379/0`, got {_describe(url)}",
         )
-    parts = urlsplit(url)
-    passwords = [parts.password or "", *parse_qs(parts.query).get("password", [])]  # unix://…?password=
+    try:
+        parts = urlsplit(url)
+        passwords = [parts.password or "", *parse_qs(parts.query).get("password", [])]  # unix://…?password=
+    except ValueError as e:  # `redis://[::1` and the like
+        raise _error("registry-value", f"the state URL does not parse: {e}") from None
     if any(p and not ENV_REFERENCE.fullmatch(p) for p in passwords):
         raise _error(
             "registry-secret",

@@ -381,6 +381,13 @@ def test_a_password_in_the_state_url_is_a_secret(
         assert password not in render(error.diagnostics, fmt)
 
 
+def test_a_state_url_that_does_not_parse_is_placed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    error = diagnostics_of(tmp_path, monkeypatch, 'settings:\n  state: "redis://[::1/0"\n')
+    (problem,) = error.diagnostics
+    assert (problem.code, problem.message) == ("registry-value", "the state URL does not parse: Invalid IPv6 URL")
+    assert problem.span is not None and (problem.span.line, problem.span.column) == (2, 10)
+
+
 def test_missing_file_has_a_path_and_no_span(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_registry(tmp_path / "nowhere" / "registry.yaml")
