@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from policyrouter.registry import ENV_REFERENCE, Registry
 from policyrouter.state.errors import StateError
@@ -25,17 +26,31 @@ def sqlite_path(url: str, config_dir: Path) -> Path:
 
 
 def _with_environment(url: str) -> str:
-    """`url` with each `${NAME}` replaced by that environment variable's value."""
+    """`url` with each `${NAME}` replaced by that environment variable's value. In the user and
+    password, and in the query (`?password=`), the value is percent-encoded, as a URL needs a
+    password with `@`, `/` or `:` in it to be; in a path it goes in as it is."""
 
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise StateError(
-                url, f"the state URL names `${{{name}}}`, which is not set", f"set the environment variable `{name}`"
-            )
-        return os.environ[name]
+    def expand(text: str, encode: bool) -> str:
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise StateError(
+                    url,
+                    f"the state URL names `${{{name}}}`, which is not set",
+                    f"set the environment variable `{name}`",
+                )
+            return quote(os.environ[name], safe="") if encode else os.environ[name]
 
-    return ENV_REFERENCE.sub(value, url)
+        return ENV_REFERENCE.sub(value, text)
+
+    scheme, separator, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    path, mark, query = tail.partition("?")
+    return (
+        f"{scheme}{separator}{expand(userinfo, True)}{at}{expand(host, False)}"
+        f"{slash}{expand(path, False)}{mark}{expand(query, True)}"
+    )
 
 
 def open_store(registry: Registry, url: str | None = None, **options: Any) -> StateStore:

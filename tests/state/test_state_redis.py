@@ -114,18 +114,19 @@ def test_a_retried_settle_counts_once(redis_server: RedisServer) -> None:
 
 def test_a_password_comes_from_the_environment(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """`${NAME}` in the state URL is the variable's value. (`redis_server`: skips without redis-server.)"""
-    server = RedisServer(password="pw-from-the-environment")
+    password = "pw/from@the:environment#1"  # what a URL must percent-encode
+    server = RedisServer(password=password)
     server.start()
     try:
         registry = make_registry(state=f"redis://:${{PR_TEST_REDIS_PASSWORD}}@127.0.0.1:{server.port}/0")
         with pytest.raises(StateError, match="`PR_TEST_REDIS_PASSWORD`"):
             open_store(registry)
-        monkeypatch.setenv("PR_TEST_REDIS_PASSWORD", "pw-from-the-environment")
+        monkeypatch.setenv("PR_TEST_REDIS_PASSWORD", password)
         store = open_store(registry, run_id="r")
         work = deployment(registry, "sonnet@work")
         store.settle(store.reserve(work, tokens=100, cost=0.5), input_tokens=50, output_tokens=50, cost=0.25)
         assert store.read([store.layout.spend_key("run", store.clock(), "r") or ""])[0].used == pytest.approx(0.25)
-        assert "pw-from-the-environment" not in store.url and "***" in store.url
+        assert "environment" not in store.url and "***" in store.url
         store.close()
         monkeypatch.setenv("PR_TEST_REDIS_PASSWORD", "not-the-password")
         with pytest.raises(StateError):
