@@ -625,6 +625,9 @@ _EXPECTED: dict[str, tuple[str, str]] = {  # pydantic error type → (code, what
 }
 
 
+_LIST_EXAMPLES = {"deployments": "one `- {provider: …, model_id: …}` per line", "capabilities": "`[tools, vision]`"}
+
+
 def _issue_from_pydantic(error: ErrorDetails) -> _Issue:
     loc: Loc = tuple(error["loc"])
     at_key = bool(loc) and loc[-1] == "[key]"  # a problem with a mapping's key, not its value
@@ -644,6 +647,9 @@ def _issue_from_pydantic(error: ErrorDetails) -> _Issue:
         hint = _quote_help(value) if kind == "string_type" else None if at_key else _keys_help(loc)
         if kind == "too_short":
             hint = _about(loc)
+        elif kind == "list_type" and loc:
+            example = f"`[{value}]`" if isinstance(value, str) else _LIST_EXAMPLES.get(str(loc[-1]))
+            hint = f"write a list: {example or 'one `- item` per line, or `[a, b]`'}"
         return _Issue(code, f"expected {expected}, got {_describe(value)}", loc, hint, at_key)
     message = error["msg"]
     return _Issue("registry-value", message[:1].lower() + message[1:], loc, at_key=at_key)

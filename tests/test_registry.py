@@ -388,6 +388,15 @@ def test_a_state_url_that_does_not_parse_is_placed(tmp_path: Path, monkeypatch: 
     assert problem.span is not None and (problem.span.line, problem.span.column) == (2, 10)
 
 
+def test_one_deployment_written_as_a_mapping_gets_the_list_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "providers:\n  work: {litellm_provider: x}\nmodels:\n  m:\n    deployments: {provider: work, model_id: m}\n"
+    (problem,) = diagnostics_of(tmp_path, monkeypatch, text).diagnostics
+    assert problem.message == "expected a list, got a mapping"
+    assert problem.help == "write a list: one `- {provider: …, model_id: …}` per line"
+
+
 def test_missing_file_has_a_path_and_no_span(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_registry(tmp_path / "nowhere" / "registry.yaml")
