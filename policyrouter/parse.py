@@ -342,6 +342,18 @@ def _describe_expected(expected: set[str]) -> str:
     return words[0] if words else "something else"
 
 
+def _list_help(source: Source, token: Token, found: str) -> str | None:
+    """A name right after a name where a list could go on: a comma left out (`prefer work personal`),
+    or one put before `else`, which then reads as a name (`prefer work, else personal`)."""
+    before = source.line_text(token.line or 1)[: (token.column or 1) - 1].rstrip()
+    words = before.replace(",", " , ").split()
+    if len(words) >= 2 and words[-2] == "," and words[-1] in ("else", "otherwise"):
+        return f"drop the `,` before `{words[-1]}`"
+    if words and words[-1] != "," and words[-1].replace("-", "").replace("_", "").isalnum():
+        return f"names in a list are separated by commas: `{words[-1]}, {found}`"
+    return None
+
+
 def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
     line = getattr(e, "line", None) or 1
     column = getattr(e, "column", None) or 1
@@ -367,6 +379,8 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
         else:
             message = f"unexpected `{found}`: expected {_describe_expected(expected_set)}"
         help = did_you_mean(found, keywords) if token.type == "NAME" else None
+        if help is None and token.type == "NAME" and "COMMA" in expected_set:
+            help = _list_help(source, token, found)
         return Diagnostic("syntax", message, span, help=help)
     if isinstance(e, UnexpectedCharacters):
         span = Span(source, line, column, line, column + 1)
