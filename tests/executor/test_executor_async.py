@@ -52,18 +52,15 @@ def test_the_loop_goes_on_while_the_store_waits_for_a_lock(
     router = sqlite_router(make_router, state_file)
     write_lock.execute("BEGIN IMMEDIATE")
 
-    async def main() -> tuple[Any, int]:
+    async def main() -> Any:
         call = asyncio.create_task(router.acompletion("sonnet", hi()))
-        ticks = 0
-        while ticks < 10:  # other tasks run while the call's reserve waits for the lock
+        for _ in range(10):  # other tasks run while the call's reserve waits for the lock ...
             await asyncio.sleep(0.01)
-            ticks += 1
-        assert not call.done()
+        assert not call.done()  # ... and the call still waits (with the loop blocked, it gave up after 5 s)
         write_lock.execute("COMMIT")
-        return await call, ticks
+        return await call
 
-    response, ticks = asyncio.run(main())
-    assert ticks == 10
+    response = asyncio.run(main())
     assert response._hidden_params["policyrouter"]["deployment"] == "sonnet@work"
     assert in_flight(router) == 0
 
