@@ -58,10 +58,9 @@ def decide(program: Program, request: Request, facts: FactSource) -> Decision:
     walk = _Walk(program, ctx)
     if request.model not in program.plans:
         known = program.registry.models
-        guess = closest(request.model, known)
         error = DecisionError(
             "unknown_model",
-            f"unknown model `{request.model}`" + (f"; did you mean `{guess}`?" if guess else ""),
+            f"unknown model `{request.model}`" + _unknown_model_hint(request.model, program.registry),
             known_models=list(known),
         )
         error.decision = Decision(request, (), (), (), {}, error)
@@ -245,6 +244,22 @@ def _unknown_capabilities(needed: frozenset[str], vocabulary: frozenset[str]) ->
         guess = closest(name, vocabulary)
         out += f"; `{name}` is not a capability name" + (f" (did you mean `{guess}`?)" if guess else "")
     return out
+
+
+def _unknown_model_hint(name: str, registry: Registry) -> str:
+    """What the caller likely meant: the model of a deployment key (`sonnet@work`), the model whose
+    deployments use that id (`claude-sonnet-4-20250514`, as litellm is called), or the closest name."""
+    model, at, provider = name.partition("@")
+    if at and model in registry.models:
+        pin = f" (a policy's `only {provider}` pins one)" if provider in registry.providers else ""
+        return f"; ask for the model `{model}`: the policy picks the provider{pin}"
+    serving = [
+        m.name for m in registry.models.values() if any(name in (d.model_id, d.litellm_model) for d in m.deployments)
+    ]
+    if serving:
+        return f"; ask for the model by its name: {_listing(serving)} {'uses' if len(serving) == 1 else 'use'} that id"
+    guess = closest(name, registry.models)
+    return f"; did you mean `{guess}`?" if guess else ""
 
 
 def fired_at(clause: Clause | None) -> str:

@@ -567,10 +567,27 @@ def test_arguments_of_the_wrong_kind_say_which(
         assert word in str(info.value)
 
 
-def test_unknown_model_suggests_the_closest(router_for: Callable[..., policyrouter.Router]) -> None:
-    error = _refusal(router_for(REGISTRY, CARD), "sonet", facts={})
+@pytest.mark.parametrize(
+    ("asked", "hint"),
+    [
+        ("sonet", "; did you mean `sonnet`?"),
+        (
+            "sonnet@work",
+            "; ask for the model `sonnet`: the policy picks the provider (a policy's `only work` pins one)",
+        ),
+        ("sonnet@home", "; ask for the model `sonnet`: the policy picks the provider"),
+        ("claude-sonnet-4", "; ask for the model by its name: `sonnet` uses that id"),
+        ("anthropic/claude-haiku", "; ask for the model by its name: `haiku` uses that id"),
+        ("mistral-large", ""),
+    ],
+    ids=["a typo", "a deployment", "a deployment on no provider", "a model id", "litellm's model string", "nothing"],
+)
+def test_an_unknown_model_says_what_was_likely_meant(
+    router_for: Callable[..., policyrouter.Router], asked: str, hint: str
+) -> None:
+    error = _refusal(router_for(REGISTRY, CARD), asked, facts={})
     assert error.code == "unknown_model"
-    assert "`sonnet`" in error.message
+    assert error.message == f"unknown model `{asked}`{hint}"
 
 
 def test_unsupported_capability_names_it_and_the_models_that_offer_it(
