@@ -77,7 +77,7 @@ _WINDOW_NAMES = ("run", *CALENDAR_WINDOWS)
 _ENV_VAR_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _LOWER_ENV_VAR_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _SECRET_PREFIXES = ("sk-", "sk_", "pk-", "rk-", "gsk_", "xai-", "hf_", "ghp_", "AIza", "AKIA")
-_CAPABILITY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")  # a NAME in the policy grammar
+_POLICY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")  # a NAME in the policy grammar
 _STATE_SCHEMES = ("sqlite", "memory", "redis", "rediss", "unix")
 
 
@@ -254,12 +254,23 @@ def _env_var_name(value: str) -> str:
 
 
 def _capability_name(name: str) -> str:
-    if _CAPABILITY_NAME.fullmatch(name):
+    if _POLICY_NAME.fullmatch(name):
         return name
     raise _error(
         "registry-value",
         f"expected a capability name such as `web_search`, got {_describe(name)}",
         "a capability name starts with a letter or `_` and has letters, digits, `_`, `.` and `-`",
+    )
+
+
+def _declared_name(name: str) -> str:
+    """A provider or model name, which policies name and deployment keys join with `@`."""
+    if _POLICY_NAME.fullmatch(name):
+        return name
+    raise _error(
+        "registry-value",
+        f"{_describe(name)} cannot be named in a policy",
+        "a name starts with a letter or `_` and has letters, digits, `_`, `.` and `-`, such as `gpt-4.1`",
     )
 
 
@@ -340,6 +351,7 @@ StateUrl = Annotated[str, AfterValidator(_state_url)]
 EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
 CapabilityName = Annotated[str, AfterValidator(_capability_name)]
 CapabilityRef = Annotated[str, AfterValidator(_capability_ref)]
+DeclaredName = Annotated[str, AfterValidator(_declared_name)]
 ProviderRef = Annotated[str, AfterValidator(_provider_ref)]
 GlobalBudgetName = Annotated[str, AfterValidator(_global_budget_name)]
 
@@ -464,8 +476,8 @@ class RegistrySpec(_Spec):
     """The whole of `registry.yaml`."""
 
     settings: SettingsSpec = Field(default_factory=SettingsSpec)
-    providers: dict[str, ProviderSpec] = Field(default_factory=_empty_dict)
-    models: dict[str, ModelSpec] = Field(default_factory=_empty_dict)
+    providers: dict[DeclaredName, ProviderSpec] = Field(default_factory=_empty_dict)
+    models: dict[DeclaredName, ModelSpec] = Field(default_factory=_empty_dict)
     budgets: dict[GlobalBudgetName, GlobalBudgetSpec] = Field(default_factory=_empty_dict)
 
     @model_validator(mode="before")
