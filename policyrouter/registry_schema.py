@@ -254,23 +254,24 @@ def _env_var_name(value: str) -> str:
 
 
 def _capability_name(name: str) -> str:
-    if _POLICY_NAME.fullmatch(name):
-        return name
-    raise _error(
-        "registry-value",
-        f"expected a capability name such as `web_search`, got {_describe(name)}",
-        "a capability name starts with a letter or `_` and has letters, digits, `_`, `.` and `-`",
+    return _policy_name(
+        name, f"expected a capability name such as `web_search`, got {_describe(name)}", "a capability name"
     )
 
 
 def _declared_name(name: str) -> str:
     """A provider or model name, which policies name and deployment keys join with `@`."""
+    return _policy_name(name, f"{_describe(name)} cannot be named in a policy", "a name", ", such as `gpt-4.1`")
+
+
+def _policy_name(name: str, message: str, subject: str, example: str = "") -> str:
+    """`name` if a policy can write it (the grammar's NAME), else a `registry-value` error."""
     if _POLICY_NAME.fullmatch(name):
         return name
     raise _error(
         "registry-value",
-        f"{_describe(name)} cannot be named in a policy",
-        "a name starts with a letter or `_` and has letters, digits, `_`, `.` and `-`, such as `gpt-4.1`",
+        message,
+        f"{subject} starts with a letter or `_` and has letters, digits, `_`, `.` and `-`{example}",
     )
 
 
