@@ -30,6 +30,12 @@ class Ident:
 
 LiteralKind = TypingLiteral["share", "money", "count", "duration", "string", "bool"]
 
+# The deepest a condition may nest: each `not`, `and`, `or`, comparison and `in` is a level, counted
+# through the `let`s it uses. Far above what a person writes; it keeps every recursive walk (building,
+# checking, formatting, evaluating) well inside Python's recursion limit.
+MAX_NESTING = 100
+NESTING_HELP = "write it flatter: `not not x` is `x`, and `a and (b and c)` is `a and b and c`"
+
 
 @dataclass(frozen=True, slots=True)
 class Literal:

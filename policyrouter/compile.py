@@ -89,6 +89,7 @@ class _Lowered:
     const: Any = MISSING
     domain: tuple[float, float] | None = None  # the values a fact can take, for always/never-holds lints
     settled: bool = False  # a comparison inside was found to always or never hold (and said so)
+    depth: int = 0  # how deep its closures nest, through the `let`s it uses (at most `ast.MAX_NESTING`)
 
 
 @without_collector
@@ -144,7 +145,7 @@ class _Compiler:
                         name.span,
                         "pick another name for the `let`",
                     )
-                lets[name.name] = self.expr(statement.value, lets)
+                lets[name.name] = self.shallow(self.expr(statement.value, lets), statement.value, lets)
                 visible = None
             else:
                 if visible is None:
@@ -220,7 +221,7 @@ class _Compiler:
 
     def clause(self, clause: ast.Clause, route: ast.Route, lets: dict[str, _Lowered]) -> program.Clause | None:
         if isinstance(clause, ast.When):
-            cond = self.expr(clause.condition, lets)
+            cond = self.shallow(self.expr(clause.condition, lets), clause.condition, lets)
             self.expect(cond, "bool", clause.condition, "a `when` condition")
             if cond.const is False and not cond.settled:
                 self.warn(
@@ -352,6 +353,20 @@ class _Compiler:
 
     # -- expressions ----------------------------------------------------------------------------
 
+    def shallow(self, lowered: _Lowered, node: ast.Expr, lets: Mapping[str, _Lowered]) -> _Lowered:
+        """The condition or `let` value, or, when it nests deeper than the language allows (an error),
+        one that reads as an error, so that what uses it is not reported again."""
+        if lowered.depth <= ast.MAX_NESTING or lowered.type == "error":
+            return lowered
+        through = " through the `let`s it uses" if any(name in lets for name in _bare_names(node)) else ""
+        self.error(
+            "nested-too-deep",
+            f"this condition nests {lowered.depth} deep{through}; at most {ast.MAX_NESTING}",
+            node.span,
+            ast.NESTING_HELP,
+        )
+        return _Lowered(lambda ctx: None, "error", lowered.facts)
+
     def expect(self, lowered: _Lowered, want: Type, node: ast.Expr, what: str) -> None:
         if lowered.type not in (want, "error"):
             self.error(
@@ -375,7 +390,10 @@ class _Compiler:
             self.expect(inner, "bool", node.operand, "the operand of `not`")
             fn = inner.fn
             const = (not inner.const) if inner.const is not MISSING else MISSING
-            return _Lowered(lambda ctx: not fn(ctx), "bool", inner.facts, const, settled=inner.settled)
+            typed = "error" if inner.type == "error" else "bool"  # an error inside was reported: not again
+            return _Lowered(
+                lambda ctx: not fn(ctx), typed, inner.facts, const, settled=inner.settled, depth=inner.depth + 1
+            )
         if isinstance(node, (ast.And, ast.Or)):
             return self.logical(node, lets)
         if isinstance(node, ast.Compare):
@@ -391,11 +409,13 @@ class _Compiler:
         fns = tuple(p.fn for p in parts)
         consts = [p.const for p in parts]
         settled = any(p.settled for p in parts)
+        depth = max(p.depth for p in parts) + 1
+        typed = "error" if any(p.type == "error" for p in parts) else "bool"
         if isinstance(node, ast.And):
             const = False if False in consts else (True if all(c is True for c in consts) else MISSING)
-            return _Lowered(lambda ctx: all(f(ctx) for f in fns), "bool", facts, const, settled=settled)
+            return _Lowered(lambda ctx: all(f(ctx) for f in fns), typed, facts, const, settled=settled, depth=depth)
         const = True if True in consts else (False if all(c is False for c in consts) else MISSING)
-        return _Lowered(lambda ctx: any(f(ctx) for f in fns), "bool", facts, const, settled=settled)
+        return _Lowered(lambda ctx: any(f(ctx) for f in fns), typed, facts, const, settled=settled, depth=depth)
 
     def compare(self, node: ast.Compare, lets: Mapping[str, _Lowered]) -> _Lowered:
         left, right = self.expr(node.left, lets), self.expr(node.right, lets)
@@ -403,6 +423,7 @@ class _Compiler:
         op = _COMPARE[node.op]
         lf, rf = left.fn, right.fn
         facts = left.facts + right.facts
+        depth = max(left.depth, right.depth) + 1
         if not typed:  # reported once; the config will not load, so nothing is worked out
             return _Lowered(lambda ctx: None, "error", facts)
         if left.const is not MISSING and right.const is not MISSING:
@@ -411,12 +432,12 @@ class _Compiler:
         if right.const is not MISSING:  # the usual `fact OP literal`: fold the literal in
             const = self.settled(node, left, node.op, right.const)
             fn = self.folded(op, lf, right.const, literal_first=False)
-            return _Lowered(fn, "bool", facts, const, settled=const is not MISSING)
+            return _Lowered(fn, "bool", facts, const, settled=const is not MISSING, depth=depth)
         if left.const is not MISSING:
             const = self.settled(node, right, FLIPPED[node.op], left.const)
             fn = self.folded(op, rf, left.const, literal_first=True)
-            return _Lowered(fn, "bool", facts, const, settled=const is not MISSING)
-        return _Lowered(lambda ctx: op(lf(ctx), rf(ctx)), "bool", facts)
+            return _Lowered(fn, "bool", facts, const, settled=const is not MISSING, depth=depth)
+        return _Lowered(lambda ctx: op(lf(ctx), rf(ctx)), "bool", facts, depth=depth)
 
     def folded(self, op: Callable[[Any, Any], bool], fn: Condition, value: Any, *, literal_first: bool) -> Condition:
         """`fn OP value` (or `value OP fn`) as a closure, one per distinct comparison: the readers of
@@ -471,11 +492,12 @@ class _Compiler:
             self.same_type(left, option, node.left, option_node)
         lf = left.fn
         facts = left.facts + tuple(f for o in options for f in o.facts)
+        depth = max(left.depth, *(o.depth for o in options)) + 1
         if all(o.const is not MISSING for o in options):
             values = frozenset(o.const for o in options)
-            return _Lowered(lambda ctx: lf(ctx) in values, "bool", facts)
+            return _Lowered(lambda ctx: lf(ctx) in values, "bool", facts, depth=depth)
         fns = tuple(o.fn for o in options)
-        return _Lowered(lambda ctx: lf(ctx) in {f(ctx) for f in fns}, "bool", facts)
+        return _Lowered(lambda ctx: lf(ctx) in {f(ctx) for f in fns}, "bool", facts, depth=depth)
 
     def same_type(self, left: _Lowered, right: _Lowered, left_node: ast.Expr, node: ast.Expr) -> bool:
         """Whether the two sides have one type; when not, an error at `node` (the right side), unless
@@ -781,6 +803,23 @@ def _request_or_clock_fact(name: str) -> _Lowered:
     read = _memo(name, clock)
     domain = (0.0, 23.0) if name == "hour" else (1.0, 7.0)
     return _Lowered(read, "count", (FactRef(name, name, "count", read),), domain=domain)
+
+
+def _bare_names(node: ast.Expr) -> Iterator[str]:
+    """The bare names in an expression (facts without an argument, and `let`s), without recursion."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name):
+            yield node.name
+        elif isinstance(node, ast.Not):
+            stack.append(node.operand)
+        elif isinstance(node, (ast.And, ast.Or)):
+            stack.extend(node.operands)
+        elif isinstance(node, ast.Compare):
+            stack += (node.left, node.right)
+        elif isinstance(node, ast.In):
+            stack += (node.left, *node.options)
 
 
 def _always_decides(clause: program.Clause) -> bool:

@@ -64,8 +64,8 @@ def _keep_comment(token: Token) -> Token:
 class _SyntaxProblem(Exception):
     """A problem found while building the AST (a bad quantity, an `else` that cannot repeat a verb)."""
 
-    def __init__(self, message: str, span: Span, help: str | None = None) -> None:
-        self.diagnostic = Diagnostic("syntax", message, span, help=help)
+    def __init__(self, message: str, span: Span, help: str | None = None, code: str = "syntax") -> None:
+        self.diagnostic = Diagnostic(code, message, span, help=help)
 
 
 @without_collector
@@ -139,6 +139,23 @@ def _pieces(text: str) -> Iterator[str]:
 # -- tree to AST --------------------------------------------------------------------------------
 
 
+# The parse tree of a condition nested `ast.MAX_NESTING` deep is a few levels deeper (the statement and
+# clause around it). Building the AST stops well past that, before Python's recursion limit; the
+# compiler reports the exact limit for what lies between.
+_MAX_TREE_DEPTH = 2 * ast.MAX_NESTING
+
+
+_EXPRESSION_RULES = frozenset({"or_expr", "and_expr", "negation", "compare", "member"})
+
+
+class _TooDeep(Exception):
+    """Raised where the tree passes `_MAX_TREE_DEPTH`; on its way up it learns the outermost expression,
+    which the error points at."""
+
+    def __init__(self, meta: Meta) -> None:
+        self.outermost = meta
+
+
 def _token_span(source: Source, token: Token) -> Span:
     return Span(source, token.line or 1, token.column or 1, token.end_line or 1, token.end_column or 1)
 
@@ -154,8 +171,17 @@ class _ToAst:
     def __init__(self, source: Source) -> None:
         self.source = source
 
-    def build(self, tree: Tree[Token]) -> Any:
-        children = [self.build(c) if isinstance(c, Tree) else c for c in tree.children]
+    def build(self, tree: Tree[Token], depth: int = 0) -> Any:
+        if depth > _MAX_TREE_DEPTH:
+            raise _TooDeep(tree.meta)
+        try:
+            children = [self.build(c, depth + 1) if isinstance(c, Tree) else c for c in tree.children]
+        except _TooDeep as deep:
+            if tree.data in _EXPRESSION_RULES:
+                deep.outermost = tree.meta
+                raise
+            message = f"this condition nests more than {ast.MAX_NESTING} deep"
+            raise _SyntaxProblem(message, self._span(deep.outermost), ast.NESTING_HELP, "nested-too-deep") from None
         builder = getattr(self, tree.data, None)
         if builder is None:
             raise AssertionError(f"grammar rule {tree.data} has no AST builder")

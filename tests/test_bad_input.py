@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from text_edits import EDITS, edit
 
+import policyrouter
 from policyrouter.cli import main
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
@@ -113,3 +114,47 @@ def test_line_breaks_of_other_systems_read_as_newlines(
     written = policy.read_bytes()
     assert b"route sonnet" in written
     assert len(set(re.findall(rb"\r\n|\r|\n", written))) == 1  # one kind of line break, not a mix
+
+
+def _lets(n: int) -> str:
+    """`a0` a comparison, each next `let` the `not` of the one before: `a{n-1}` nests n deep."""
+    return "let a0 = quota(work) > 20%\n" + "".join(f"let a{i} = not a{i - 1}\n" for i in range(1, n))
+
+
+CONDITION = "quota(work) > 20%"
+# (policy, where its one `nested-too-deep` error is and how the message starts) or, for a policy that
+# loads, (policy, None, the provider it puts first when `work` has half its quota left).
+NESTING: list[tuple[str, str | None, str]] = [
+    (f"route sonnet when {'not ' * 98}{CONDITION} prefer work else personal\n", None, "work"),
+    (f"route sonnet when {'not ' * 99}{CONDITION} prefer work else personal\n", None, "personal"),
+    (f"route sonnet when {'not ' * 100}{CONDITION} prefer work\n", "1:19", "nests 101 deep; at most 100"),
+    (f"route sonnet when {'not ' * 900}{CONDITION} prefer work\n", "1:19", "nests more than 100 deep"),
+    (f"route sonnet when {'(hour > 1 and ' * 300}true{')' * 300} prefer work\n", "1:20", "nests more than 100"),
+    (f"route sonnet when {' and '.join([CONDITION] * 3000)} prefer work else personal\n", None, "work"),
+    (_lets(100) + "route sonnet when a99 prefer work else personal\n", None, "personal"),
+    (_lets(150) + "route sonnet when a149 prefer work\n", "101:12", "nests 101 deep through the `let`s it uses"),
+]
+
+
+@pytest.mark.parametrize(("policy", "place", "expected"), NESTING, ids=[f"nesting-{i}" for i in range(len(NESTING))])
+def test_a_condition_nests_at_most_100_deep(
+    policy: str, place: str | None, expected: str, directory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A condition is built, checked and evaluated by walks that recurse: past the limit, one placed
+    # error (not one per `let` after it), never a RecursionError, at load or at decision time.
+    (directory / "first.policy").write_text(policy, encoding="utf-8")
+    (directory / "tests" / "first.yaml").unlink()
+    code = main(["check", str(directory)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    errors = [line for line in out.splitlines() if "error[" in line]
+    if place is None:
+        assert code == 0 and not errors, out + err
+        router = policyrouter.load(directory)
+        other = "personal" if expected == "work" else "work"
+        assert router.decide("sonnet", facts={"quota": {"work": "50%"}}).order[0].provider == expected
+        assert router.decide("sonnet", facts={"quota": {"work": "15%"}}).order[0].provider == other
+        return
+    assert code == 1
+    (error,) = errors
+    assert f"first.policy:{place}: error[nested-too-deep]: this condition {expected}" in error, error
