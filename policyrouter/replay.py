@@ -162,6 +162,9 @@ def _events(path: Path, damaged: list[str]) -> Iterator[dict[str, Any]]:
         except json.JSONDecodeError as e:
             damaged.append(f"{path}:{number}:{e.colno}: not a JSON event: {e.msg}")
             continue
+        except RecursionError:  # no event nests hundreds of levels deep
+            damaged.append(f"{path}:{number}:1: not a JSON event: nested too deeply")
+            continue
         if isinstance(event, dict):
             yield event
 

@@ -31,9 +31,40 @@ def load_yaml(text: str) -> Any:
     """
     from ruamel.yaml import YAML
 
-    with contextlib.suppress(Exception):
-        return quick_load(text)
-    return YAML(typ="rt").load(text)
+    try:
+        with contextlib.suppress(Exception):
+            return quick_load(text)
+        return YAML(typ="rt").load(text)
+    except RecursionError:  # ruamel builds nested collections recursively: a few hundred levels at most
+        raise _too_deep(text) from None
+
+
+def _too_deep(text: str) -> Exception:
+    """A YAML error placed where the text nests deepest: the outermost `[` or `{` of its deepest nest
+    of brackets when that is deep, else the unindented line above its most indented one."""
+    from ruamel.yaml.error import MarkedYAMLError, StreamMark
+
+    depth = deepest = 0
+    at = outermost = (0, 0)
+    for row, line in enumerate(text.splitlines()):
+        for column, char in enumerate(line):
+            if char in "[{":
+                depth += 1
+                if depth == 1:
+                    outermost = (row, column)
+                if depth > deepest:
+                    deepest, at = depth, outermost
+            elif char in "]}":
+                depth = max(0, depth - 1)
+    if deepest < 50:
+        lines = text.splitlines()
+        indents = [(len(line) - len(line.lstrip(" ")), row) for row, line in enumerate(lines) if line.strip()]
+        _, row = max(indents, default=(0, 0))
+        while row > 0 and lines[row][:1] in ("", " "):
+            row -= 1
+        at = (row, 0)
+    problem = "nested too deeply to read: a registry or a test file needs a few levels, not hundreds"
+    return MarkedYAMLError(problem=problem, problem_mark=StreamMark(None, 0, *at))
 
 
 def quick_load(text: str) -> Any:

@@ -158,3 +158,29 @@ def test_a_condition_nests_at_most_100_deep(
     assert code == 1
     (error,) = errors
     assert f"first.policy:{place}: error[nested-too-deep]: this condition {expected}" in error, error
+
+
+# (file, YAML appended to it, the diagnostic's code, the column; its line is the first appended)
+DEEP_YAML = [
+    ("registry.yaml", f"budgets: {'[' * 3000}{']' * 3000}\n", "registry-syntax", 10),
+    (
+        "tests/first.yaml",
+        "- name: x\n  facts:\n" + "".join(" " * i + f"k{i}:\n" for i in range(3, 400)),
+        "test-syntax",
+        1,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "code", "column"), DEEP_YAML, ids=["flow", "block"])
+def test_yaml_nested_hundreds_deep_is_a_placed_error(
+    name: str, text: str, code: str, column: int, directory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # ruamel builds nested collections recursively and ran out of stack at a few hundred levels.
+    target = directory / name
+    line = len(target.read_text(encoding="utf-8").splitlines()) + 1
+    target.write_text(target.read_text(encoding="utf-8") + text, encoding="utf-8")
+    assert main(["check", str(directory)]) == 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert f"{target}:{line}:{column}: error[{code}]: invalid YAML: nested too deeply to read" in out, out + err

@@ -115,15 +115,18 @@ def test_a_recorded_request_edited_out_of_shape_is_a_clear_error(
 def test_a_damaged_line_is_skipped_and_said_where(
     recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Lines cut short by a crash mid-write, one mid-character: the other decisions still replay.
+    # Lines cut short by a crash mid-write, one mid-character, and one no JSON reader can nest as deep
+    # as it goes: the other decisions still replay.
     config, events, request_id = recorded
-    events.write_bytes(b'{"event": "attempt", "note": "caf\xc3\n' + events.read_bytes() + b'{"event": "succ')
+    nested = b"[" * 100_000 + b"]" * 100_000 + b"\n"
+    events.write_bytes(b'{"event": "attempt", "note": "caf\xc3\n' + nested + events.read_bytes() + b'{"event": "succ')
     code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
     assert code == 0 and "the outcome is the same" in capsys.readouterr().out
     last = len(events.read_bytes().splitlines())
     assert [r.getMessage() for r in caplog.records if r.name == "policyrouter.replay"] == [
         f"{events}:1:34: not UTF-8 text: byte 0xc3 here: skipped",
+        f"{events}:2:1: not a JSON event: nested too deeply: skipped",
         f"{events}:{last}:11: not a JSON event: Unterminated string starting at: skipped",
     ]
     code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", "elsewhere"])
-    assert code == 1 and "2 damaged lines skipped" in capsys.readouterr().err
+    assert code == 1 and "3 damaged lines skipped" in capsys.readouterr().err
