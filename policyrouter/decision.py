@@ -10,7 +10,6 @@ a quarter of a two-deployment decision. Nothing changes them once the decision i
 
 from __future__ import annotations
 
-import math
 import os
 import random
 from dataclasses import dataclass, field
@@ -39,13 +38,17 @@ def request_id_or_new(value: object) -> str:
     return value
 
 
+MAX_TOKENS = 2**53  # the largest count a float holds exactly; token counts are priced and booked as floats
+
+
 def token_count(name: str, value: object) -> int:
     """A count of tokens passed in by a caller (`tokens`, `max_tokens`): a number, 0 or more."""
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value <= MAX_TOKENS:
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:  # not NaN
         return int(value)
-    raise ValueError(f"`{name}` is a number of tokens, 0 or more; got {value!r}")
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:39] + "…"
+    raise ValueError(f"`{name}` is a number of tokens, 0 or more (at most 2**53); got {shown}")
 
 
 @dataclass(frozen=True, slots=True)

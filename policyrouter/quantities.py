@@ -31,6 +31,13 @@ def parse_quantity(text: str) -> tuple[Kind, float]:
         if _QUANTITY.match(_NEGATIVE.sub(r"\1", text.strip(), count=1)):
             raise QuantityError(f"`{text}` is negative: amounts here are 0 or more")
         raise QuantityError(f"`{text}` is not a number")
+    kind, value = _quantity(text, m)
+    if not math.isfinite(value):  # `999…9`: more digits than a float holds
+        raise QuantityError(f"`{text}` is too large")
+    return kind, value
+
+
+def _quantity(text: str, m: re.Match[str]) -> tuple[Kind, float]:
     dollar, digits, unit = m.group(1), float(m.group(2)), m.group(3) or ""
     if dollar:
         if unit:
@@ -51,8 +58,8 @@ def parse_count(value: object) -> float:
     """A count from YAML or a fact: a number, or a string like `400k` or `1.5M`."""
     if isinstance(value, bool):
         raise QuantityError("expected a count such as `50`, `400k` or `1.5M`")
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
+    if (number := finite_number(value)) is not None:
+        return number
     if isinstance(value, str):
         kind, amount = parse_quantity(value)
         if kind == "count":
@@ -68,8 +75,8 @@ def parse_share(value: object) -> float:
         kind, amount = parse_quantity(value)
         if kind != "share" and not (kind == "count" and value.strip().replace(".", "", 1).isdigit()):
             raise QuantityError(f"expected a share such as `15%` or `0.15`, got `{value}`")
-    elif isinstance(value, (int, float)):
-        amount = float(value)
+    elif (number := finite_number(value)) is not None:
+        amount = number
     else:
         raise QuantityError(f"expected a share such as `15%` or `0.15`, got `{value}`")
     if not 0.0 <= amount <= 1.0:
@@ -80,8 +87,8 @@ def parse_share(value: object) -> float:
 def parse_money(value: object) -> float:
     if isinstance(value, bool):
         raise QuantityError("expected an amount of USD such as `4.20` or `$4.20`")
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
+    if (number := finite_number(value)) is not None:
+        return number
     if isinstance(value, str):
         kind, amount = parse_quantity(value)
         if kind in ("money", "count") and not value.strip()[-1:].isalpha():
@@ -93,13 +100,25 @@ def parse_duration(value: object) -> float:
     """Seconds, from `800ms`, `30s`, `5m`, `1h`, or a plain number of seconds."""
     if isinstance(value, bool):
         raise QuantityError("expected a duration such as `800ms`, `30s` or `5m`")
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
+    if (number := finite_number(value)) is not None:
+        return number
     if isinstance(value, str):
         kind, amount = parse_quantity(value)
         if kind == "duration" or (kind == "count" and value.strip()[-1:].isdigit()):  # a plain number: seconds
             return amount
     raise QuantityError(f"expected a duration such as `800ms`, `30s` or `5m`, got `{value}`")
+
+
+def finite_number(value: object) -> float | None:
+    """An int or a float as a finite float; None for anything else: a bool, NaN, infinity, an int too
+    large for a float."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def format_quantity(kind: str, value: float) -> str:

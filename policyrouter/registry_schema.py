@@ -51,7 +51,14 @@ from policyrouter.collector import without_collector
 from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
 from policyrouter.errors import ConfigError
 from policyrouter.prices import lookup_price
-from policyrouter.quantities import CALENDAR_WINDOWS, QuantityError, format_quantity, parse_count, parse_duration
+from policyrouter.quantities import (
+    CALENDAR_WINDOWS,
+    QuantityError,
+    finite_number,
+    format_quantity,
+    parse_count,
+    parse_duration,
+)
 from policyrouter.registry import (
     ENV_REFERENCE,
     GLOBAL_BUDGETS,
@@ -104,6 +111,8 @@ def _describe(value: object) -> str:
         return "an empty string"
     if isinstance(value, float) and not math.isfinite(value):
         return f"`{value}`, which is not a finite number"
+    if isinstance(value, int) and finite_number(value) is None:  # more digits than a float holds
+        return f"`{str(value)[:37]}...`, which is too large"
     text = str(value)
     if len(text) > 40:
         text = text[:37] + "..."
@@ -127,7 +136,7 @@ def _names(names: Iterable[object]) -> str:
 
 def _is_number(value: object) -> TypeGuard[float]:
     """A finite number: YAML's `.inf` and `.nan` would make every limit or none of them hold."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return finite_number(value) is not None
 
 
 def _count(value: object) -> float:

@@ -497,6 +497,9 @@ def _refusal(router: policyrouter.Router, model: str, **kwargs: Any) -> policyro
         ({"cooldown": {"work": "-30s"}}, "cooldown.work", ["`-30s` is negative"]),
         ({"spend": {"run": "$-3"}}, "spend.run", ["`$-3` is negative"]),
         ({"rpm": {"work": -2}}, "rpm.work", ["`-2` is negative"]),
+        ({"errors": {"work": 10**400}}, "errors.work", ["count"]),
+        ({"quota": {"work": 10**400}}, "quota.work", ["share"]),
+        ({"latency": {"work": "9" * 400 + "ms"}}, "latency.work", ["is too large"]),
     ],
     ids=[
         "a number as a key",
@@ -511,6 +514,9 @@ def _refusal(router: policyrouter.Router, model: str, **kwargs: Any) -> policyro
         "negative duration text",
         "negative money text",
         "negative rate",
+        "an int too large for a float",
+        "a share too large for a float",
+        "digits too many for a float",
     ],
 )
 def test_facts_that_do_not_fit_are_invalid_facts(
@@ -807,3 +813,16 @@ def test_same_facts_same_decision(
     assert first == again
     assert first.to_dict() == again.to_dict()
     assert first.explain() == again.explain()
+
+
+@pytest.mark.parametrize("tokens", [-1, math.nan, math.inf, 2**53 + 1, 10**400, True, "8k"])
+def test_a_token_count_out_of_range_is_a_value_error(
+    router_for: Callable[..., policyrouter.Router], tokens: object
+) -> None:
+    # 10**400 raised OverflowError where it was priced; a count is booked as a float, exact to 2**53.
+    router = router_for(REGISTRY, CARD)
+    for argument in ("tokens", "max_tokens"):
+        with pytest.raises(ValueError, match=f"`{argument}` is a number of tokens, 0 or more"):
+            router.decide("sonnet", facts={}, **{argument: tokens})
+    with pytest.raises(policyrouter.DecisionError, match="context window 200k < 9007199254740992 tokens"):
+        router.decide("sonnet", facts={}, tokens=2**53, max_tokens=0)  # taken, and too long for any window

@@ -360,16 +360,21 @@ SYNTAX_ERRORS = [
     ("route sonnet when quota(work) > 20x prefer work", (1, 33)),
     ('route sonnet when tag("x") deny "no" else work', (1, 43)),
     ("route sonnet {\n    prefer work\n", (2, 16)),
+    (f"route sonnet when tokens > {'9' * 400} prefer work", (1, 28)),
 ]
 
 
-@pytest.mark.parametrize(("text", "where"), SYNTAX_ERRORS, ids=["keyword", "quote", "unit", "else", "end"])
+@pytest.mark.parametrize(
+    ("text", "where"), SYNTAX_ERRORS, ids=["keyword", "quote", "unit", "else", "end", "more digits than a float"]
+)
 def test_syntax_errors_carry_a_position(text: str, where: tuple[int, int]) -> None:
     with pytest.raises(ConfigError) as info:
         parse_policy(text, "p.policy")
     (diagnostic,) = info.value.diagnostics
     assert diagnostic.code == "syntax" and diagnostic.severity == "error"
     assert diagnostic.span is not None and (diagnostic.span.line, diagnostic.span.column) == where
+    if "9" * 400 in text:
+        assert diagnostic.message.endswith("is too large")
 
 
 # -- long files, parsed a piece at a time ------------------------------------------------------------

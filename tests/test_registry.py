@@ -293,7 +293,7 @@ BAD_REGISTRIES: list[tuple[str, list[str]]] = [  # case name, the codes it must 
     ("zero-limit", ["registry-value", "registry-value", "registry-value", "registry-value"]),
     ("output-over-window", ["registry-value"]),
     ("name-a-policy-cannot-use", ["registry-value", "registry-value", "registry-value"]),
-    ("not-finite", ["registry-type", "registry-type", "registry-type", "registry-type"]),
+    ("not-finite", ["registry-type"] * 6),
     ("unknown-provider", ["registry-unknown-provider"]),
     ("unknown-capability", ["registry-unknown-capability"]),
     ("quota-unit", ["registry-value"]),
