@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import os
 import random
 import time
@@ -629,6 +630,16 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
     for name in RESERVED_KWARGS:
         if name in kwargs:
             raise TypeError(f"`{name}` is set per deployment from the registry (`api_key_env`, `base_url`); remove it")
+    timeout = kwargs.get("timeout")
+    if timeout is not None and type(timeout).__name__ != "Timeout":  # an `httpx.Timeout` goes as it is
+        # litellm takes what `float` reads; what it does not read failed as a connection error, retried
+        # on every deployment in turn.
+        try:
+            seconds = float(timeout) if not isinstance(timeout, bool) else math.nan
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not 0 < seconds < math.inf:
+            raise ValueError(f"`timeout` is seconds, a number above 0, or an `httpx.Timeout`; got {timeout!r}")
 
 
 _SETTLE_TAKES_ERROR: dict[type, bool] = {}

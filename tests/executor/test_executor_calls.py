@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import pytest
 from executor_helpers import Clock, hi, kinds, of_kind, spend
 from loopback_server import (
@@ -67,6 +68,8 @@ def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -
         (hi(), {"tokens": float("inf")}, ValueError, ["`tokens`", "inf"]),
         (hi(), {"max_tokens": -1}, ValueError, ["`max_tokens`", "-1"]),
         (hi(), {"request_id": 5}, TypeError, ["`request_id` is a string", "5"]),
+        (hi(), {"timeout": "abc"}, ValueError, ["`timeout` is seconds", "'abc'"]),
+        (hi(), {"timeout": 0}, ValueError, ["`timeout` is seconds", "above 0"]),
     ],
     ids=[
         "a string",
@@ -76,6 +79,8 @@ def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -
         "infinite tokens",
         "max_tokens",
         "request id a number",
+        "timeout not a number",
+        "timeout zero",
     ],
 )
 def test_arguments_that_cannot_be_sent_fail_before_anything_is_held(
@@ -203,13 +208,14 @@ def test_backoff_waits_exponentially(make_router: Any, llm: LoopbackLLM) -> None
     assert 0.15 <= elapsed < 1.0
 
 
+@pytest.mark.parametrize("timeout", [0.3, "0.3", httpx.Timeout(0.3)], ids=["seconds", "text", "httpx"])
 def test_a_hanging_provider_times_out_and_the_next_serves(
-    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]], timeout: Any
 ) -> None:
     llm.script("work", hang(3), hang(3))
     router = make_router(executor=ExecutorOptions(retries=1, backoff_base=0.001))
     started = time.perf_counter()
-    router.completion("sonnet", hi(), timeout=0.3)
+    router.completion("sonnet", hi(), timeout=timeout)
 
     assert time.perf_counter() - started < 2.5
     assert [e["error"] for e in of_kind(events, "failure")] == ["timeout", "timeout"]
