@@ -208,6 +208,9 @@ class Layout:
         return [m for m in meters if m.limit is not None]
 
 
+RUN_SPEND = "spend:run|run:"  # how every run's `run` spend key starts: the run id follows
+
+
 def errors_key(provider: str) -> str:
     return f"errors:{provider}"
 

@@ -143,5 +143,9 @@ class MemoryStore(StateStore):
         with self._lock:
             return self._reap_locked(now)
 
+    def _keys(self, prefix: str) -> list[str]:
+        with self._lock:
+            return [k for k in self._cells if k.startswith(prefix)]
+
     def _close(self) -> None:
         pass

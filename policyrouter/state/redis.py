@@ -253,6 +253,11 @@ class RedisStore(StateStore):
                 n += int(self.client.delete(*batch))
             return n
 
+    def _keys(self, prefix: str) -> list[str]:
+        pattern = _glob_escape(self.prefix + prefix) + "*"
+        with self._errors():
+            return [k.removeprefix(self.prefix) for k in self.client.scan_iter(match=pattern, count=500)]
+
     def _reap(self, now: float) -> int:
         with self._errors():
             return int(self._reap_script(keys=[self._zset], args=self._argv(now)))

@@ -351,6 +351,11 @@ class SQLiteStore(StateStore):
             conn.execute("COMMIT")
             return n
 
+    def _keys(self, prefix: str) -> list[str]:
+        with self._errors():
+            rows = self._conn().execute("SELECT key FROM counters WHERE substr(key, 1, length(?1)) = ?1", (prefix,))
+            return [r[0] for r in rows]
+
     def _reap(self, now: float) -> int:
         conn = self._conn()
         with self._errors():

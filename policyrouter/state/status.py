@@ -16,6 +16,7 @@ from policyrouter.state.model import Usage
 from policyrouter.state.store import StateStore
 
 COLUMNS = ("KIND", "NAME", "WINDOW", "USED", "RESERVED", "LIMIT", "LEFT", "RESETS")
+RUNS_SHOWN = 10  # the table lists the runs that spent most; JSON lists them all
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +29,20 @@ class ProviderHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class RunSpend:
+    run_id: str
+    spent: float
+    reserved: float
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     store: str
     run_id: str
     now: datetime
     limits: list[Usage]
     providers: list[ProviderHealth]
+    runs: list[RunSpend]  # most spent first
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +51,7 @@ class Status:
             "now": self.now.isoformat(timespec="seconds"),
             "limits": [_usage_dict(u) for u in self.limits],
             "providers": [asdict(p) for p in self.providers],
+            "runs": [asdict(r) for r in self.runs],
         }
 
 
@@ -73,7 +83,10 @@ def collect(registry: Registry, store: StateStore, run_id: str | None = None) ->
                 latency_seconds=statistics.median(samples) if samples else None,
             )
         )
-    return Status(store.url, run, now, [m.usage(c) for m, c in zip(meters, counters[: len(meters)], strict=True)], rows)
+    runs = [RunSpend(r, c.used, max(0.0, c.reserved)) for r, c in store.runs().items()]
+    runs.sort(key=lambda r: (-(r.spent + r.reserved), r.run_id))
+    usage = [m.usage(c) for m, c in zip(meters, counters[: len(meters)], strict=True)]
+    return Status(store.url, run, now, usage, rows, runs)
 
 
 def status_report(registry: Registry, store: StateStore, fmt: str = "table", run_id: str | None = None) -> str:
@@ -103,6 +116,14 @@ def status_report(registry: Registry, store: StateStore, fmt: str = "table", run
                 )
             )
         lines += ["", *_align(health)]
+    if status.runs:
+        spent = [("RUN", "SPENT", "RESERVED")]
+        for r in status.runs[:RUNS_SHOWN]:
+            reserved = format_quantity("money", r.reserved) if r.reserved > 1e-12 else "-"
+            spent.append((r.run_id, format_quantity("money", r.spent), reserved))
+        lines += ["", *_align(spent)]
+        if len(status.runs) > RUNS_SHOWN:
+            lines.append(f"… and {len(status.runs) - RUNS_SHOWN} more runs (all of them in `--format json`)")
     return "\n".join(lines)
 
 

@@ -349,6 +349,13 @@ class StateStore(ABC):
         """The samples kept at `key` (latency), newest first."""
         return self._samples(key)
 
+    def runs(self) -> dict[str, Counter]:
+        """Each run with spend in the store (its counters live a week after its last write), and
+        its `run` spend: what `status` lists, so that a run named by no one can still be found."""
+        found = sorted(self._keys(keys.RUN_SPEND))
+        counters = self.read(found)
+        return {k.removeprefix(keys.RUN_SPEND): c for k, c in zip(found, counters, strict=True) if c.used or c.reserved}
+
     def close(self) -> None:
         """Record kept settlements and let go of connections. Raises `StateError` if some spend could
         still not be recorded (it is logged too)."""
@@ -391,6 +398,10 @@ class StateStore(ABC):
 
     @abstractmethod
     def _reap(self, now: float) -> int: ...
+
+    @abstractmethod
+    def _keys(self, prefix: str) -> list[str]:
+        """The keys of the counters that start with `prefix` (some may have just expired)."""
 
     @abstractmethod
     def _close(self) -> None: ...

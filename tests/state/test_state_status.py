@@ -26,7 +26,10 @@ PROVIDER  ERRORS  COOLDOWN  IN FLIGHT  LATENCY
 work      0       -         1          1.25s
 personal  0       -         0          -
 openai    1       1.5m      0          -
-local     0       -         0          -"""
+local     0       -         0          -
+
+RUN  SPENT  RESERVED
+r1   $0.42  $0.10"""
 
 
 def busy_store(store: StateStore) -> StateStore:
@@ -89,6 +92,25 @@ def test_status_shows_a_named_run_and_drops_expired_holds(clock: FakeClock) -> N
     clock.advance(61)
     month = {x["name"]: x for x in json.loads(status_report(registry, store, "json"))["limits"]}["month"]
     assert (month["used"], month["reserved"]) == (2, 0)  # the expired hold is gone
+
+
+def test_status_lists_the_runs_that_spent_most_first(store_factory: StoreFactory, clock: FakeClock) -> None:
+    # A run is the process unless named: `status` lists the runs in the store, so a batch job's spend
+    # can be found without knowing its run id. A run whose only call failed spent nothing: not listed.
+    registry = make_registry()
+    store = store_factory(registry, clock=clock, run_id="status-itself")
+    work = deployment(registry, "sonnet@personal")
+    for i in range(13):
+        held = store.reserve(work, tokens=1, cost=1, run_id=f"batch-{i:02}")
+        store.settle(held, input_tokens=1, output_tokens=1, cost=0.5 + i)
+    store.release(store.reserve(work, tokens=1, cost=1, run_id="failed"), error="HTTP 500")
+    store.reserve(work, tokens=1, cost=0.25, run_id="in-flight")
+    data = json.loads(status_report(registry, store, "json"))
+    listed = [(r["run_id"], r["spent"], r["reserved"]) for r in data["runs"]]
+    assert listed == [*((f"batch-{i:02}", 0.5 + i, 0.0) for i in reversed(range(13))), ("in-flight", 0.0, 0.25)]
+    table = status_report(registry, store).split("\n\nRUN ")[1].splitlines()
+    assert table[1].split() == ["batch-12", "$12.50", "-"] and len(table) == 1 + 10 + 1
+    assert table[-1] == "… and 4 more runs (all of them in `--format json`)"
 
 
 def test_status_of_a_registry_without_limits(clock: FakeClock) -> None:
