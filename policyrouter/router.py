@@ -72,6 +72,8 @@ class Router:
         self.executor_options = executor
         self._executor: Executor | None = None
         self._runs: dict[str, Router] = {}
+        self._root = self  # the router its run views were made from: closing it closes them
+        self._closed = False
 
     @property
     def warnings(self) -> list[Diagnostic]:
@@ -80,6 +82,8 @@ class Router:
     @property
     def store(self) -> StateStore:
         """The live state store, opened on first use."""
+        if self._root._closed:
+            raise RuntimeError(_CLOSED)
         if self._store is None:
             with self._lock:
                 if self._store is None:
@@ -99,6 +103,8 @@ class Router:
     @property
     def live_facts(self) -> LiveFacts:
         """The facts decisions read when no dry-run facts are given: the store's, briefly cached."""
+        if self._root._closed:
+            raise RuntimeError(_CLOSED)
         if self._live is None:
             from policyrouter.state import LiveFacts
 
@@ -205,6 +211,7 @@ class Router:
             executor=self.executor_options,
         )
         view._executor = self._get_executor()
+        view._root = self._root
         return view
 
     def _run_view(self, run_id: str) -> Router:
@@ -227,7 +234,10 @@ class Router:
     def close(self) -> None:
         """Close the state store if this router opened it (a store passed in stays open), and the
         event files it opened; first settle the streams left to the garbage collector (a router that
-        made no call has none)."""
+        made no call has none). Then it, and the run views made from it, refuse what needs the live
+        state; dry runs (`decide(..., facts=...)`) still work. Closing a run view closes nothing."""
+        if self._root is self:
+            self._closed = True
         if self._executor is not None:
             from policyrouter.streams import LEFTOVERS
 
@@ -242,6 +252,9 @@ class Router:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_CLOSED = "this router is closed: load a new one, or use it before `close()` (the end of its `with` block)"
 
 
 def _names(argument: str, names: Iterable[str] | None) -> frozenset[str]:

@@ -365,3 +365,23 @@ def test_a_refused_decision_raises_the_decisions_error_and_calls_nothing(make_ro
         router.completion("sonnet", hi(), requires=["vision"])
     assert caught.value.code == "unsupported_capability"
     assert llm.calls() == []
+
+
+def test_a_closed_router_refuses_what_needs_the_live_state(make_router: Any, llm: LoopbackLLM, tmp_path: Any) -> None:
+    # It quietly opened its SQLite file again and went on. Dry runs touch nothing it closed: they still work.
+    router = make_router(state=f"sqlite:///{tmp_path / 'state.db'}")
+    view = router.run("batch")
+    with view:
+        view.completion("sonnet", hi())
+    router.completion("sonnet", hi())  # leaving a view's `with` block closes nothing
+    router.close()
+    for use in (
+        lambda: router.completion("sonnet", hi()),
+        lambda: view.completion("sonnet", hi()),
+        lambda: router.decide("sonnet"),
+        lambda: router.run("another"),
+    ):
+        with pytest.raises(RuntimeError, match="this router is closed"):
+            use()
+    assert str(router.decide("sonnet", facts={}).order[0]) == "sonnet@work"
+    assert len(llm.calls()) == 2
