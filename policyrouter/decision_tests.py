@@ -14,14 +14,14 @@ Each outcome keeps the decision it was judged on, for coverage (`policyrouter.co
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from policyrouter.config import display_path
 from policyrouter.decision import Decision, token_count
-from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
+from policyrouter.diagnostics import Diagnostic, Source, Span, closest, did_you_mean
 from policyrouter.errors import REFUSAL_CODES, ConfigError, DecisionError, unknown_refusal
 from policyrouter.quantities import parse_count
 from policyrouter.router import InvalidFacts, Router
@@ -107,63 +107,78 @@ def _cases_from_text(text: str, shown: str) -> tuple[list[Case], list[Diagnostic
     for index, item in enumerate(data):
         where = _item_span(source, data, index)
         found = _check_case(item, where, source)
-        if isinstance(found, Diagnostic):
-            problems.append(found)
+        if isinstance(found, list):
+            problems += found
         else:
             cases.append(found)
     return cases, problems
 
 
-def _check_case(item: Any, where: Span, source: Source) -> Case | Diagnostic:
+def _check_case(item: Any, where: Span, source: Source) -> Case | list[Diagnostic]:
+    """The case, or every problem found in it."""
+    problems = list(_case_problems(item, where, source))
+    if problems:
+        return problems
+    facts = item.get("facts")
+    name = str(item.get("name") or f"case {where.line}")
+    return Case(
+        name, _plain(item["request"]), _plain(facts) if facts is not None else None, _plain(item["expect"]), where
+    )
+
+
+def _case_problems(item: Any, where: Span, source: Source) -> Iterator[Diagnostic]:
     if not isinstance(item, Mapping):
-        return Diagnostic("test-invalid", "a case is a mapping with `name`, `request` and `expect`", where)
-    for key in item:
-        if key not in CASE_KEYS:
-            return _unknown_key(source, item, key, CASE_KEYS)
+        yield Diagnostic("test-invalid", "a case is a mapping with `name`, `request` and `expect`", where)
+        return
+    meant = yield from _unknown_keys(source, item, CASE_KEYS)
     for key in ("request", "expect"):
-        if not isinstance(item.get(key), Mapping):
-            return Diagnostic("test-invalid", f"a case needs `{key}:` as a mapping", where)
-    request, expect = item["request"], item["expect"]
-    for key in request:
-        if key not in REQUEST_KEYS:
-            return _unknown_key(source, request, key, REQUEST_KEYS)
-    if "model" not in request:
-        return Diagnostic("test-invalid", "`request` needs a `model`", _span(source, request))
-    for key in expect:
-        if key not in EXPECT_KEYS:
-            return _unknown_key(source, expect, key, EXPECT_KEYS)
-    if len(expect) != 1:
-        return Diagnostic(
-            "test-invalid", "`expect` takes exactly one of `order`, `first`, `error`", _span(source, expect)
-        )
-    for mapping, key, example in (
-        (request, "requires", "[tools]"),
-        (request, "tags", "[batch]"),
-        (expect, "order", "[work, personal]"),
-    ):
-        if mapping.get(key) is not None and not isinstance(mapping[key], list):
-            return Diagnostic(
-                "test-invalid", f"`{key}` is a list, such as `{example}`", _value_span(source, mapping, key)
+        if not isinstance(item.get(key), Mapping) and key not in meant:
+            yield Diagnostic("test-invalid", f"a case needs `{key}:` as a mapping", where)
+    request = item["request"] if isinstance(item.get("request"), Mapping) else None
+    expect = item["expect"] if isinstance(item.get("expect"), Mapping) else None
+    if request is not None:
+        yield from _request_problems(request, source)
+    if expect is not None:
+        yield from _expect_problems(expect, source)
+    facts = item.get("facts")
+    if facts is not None and not isinstance(facts, Mapping):
+        yield Diagnostic("test-invalid", "`facts` is a mapping such as `{quota: {work: 15%}}`", where)
+
+
+def _request_problems(request: Mapping[str, Any], source: Source) -> Iterator[Diagnostic]:
+    meant = yield from _unknown_keys(source, request, REQUEST_KEYS)
+    if "model" not in request and "model" not in meant:
+        yield Diagnostic("test-invalid", "`request` needs a `model`", _span(source, request))
+    for key, example in (("requires", "[tools]"), ("tags", "[batch]")):
+        if request.get(key) is not None and not isinstance(request[key], list):
+            yield Diagnostic(
+                "test-invalid", f"`{key}` is a list, such as `{example}`", _value_span(source, request, key)
             )
-    for key, one in (("first", "one deployment, such as `work` or `gpt-4o@openai`"), ("error", "one refusal code")):
-        if isinstance(expect.get(key), (Mapping, list)):
-            return Diagnostic("test-invalid", f"`{key}` takes {one}", _value_span(source, expect, key))
-    code = expect.get("error")
-    if code is not None and str(code) not in REFUSAL_CODES:
-        where_code = _value_span(source, expect, "error")
-        return Diagnostic("test-invalid", f"unknown refusal code `{code}`", where_code, help=unknown_refusal(str(code)))
     for key in ("tokens", "max_tokens"):
         if request.get(key) is not None:
             try:
                 token_count(key, parse_count(request[key]))
             except ValueError:
                 value = _value_span(source, request, key)
-                return Diagnostic("test-invalid", f"`{key}` is a number of tokens such as `2000` or `8k`", value)
-    facts = item.get("facts")
-    if facts is not None and not isinstance(facts, Mapping):
-        return Diagnostic("test-invalid", "`facts` is a mapping such as `{quota: {work: 15%}}`", where)
-    name = str(item.get("name") or f"case {where.line}")
-    return Case(name, _plain(request), _plain(facts) if facts is not None else None, _plain(expect), where)
+                yield Diagnostic("test-invalid", f"`{key}` is a number of tokens such as `2000` or `8k`", value)
+
+
+def _expect_problems(expect: Mapping[str, Any], source: Source) -> Iterator[Diagnostic]:
+    yield from _unknown_keys(source, expect, EXPECT_KEYS)
+    if len(expect) != 1:
+        yield Diagnostic(
+            "test-invalid", "`expect` takes exactly one of `order`, `first`, `error`", _span(source, expect)
+        )
+    if expect.get("order") is not None and not isinstance(expect["order"], list):
+        where = _value_span(source, expect, "order")
+        yield Diagnostic("test-invalid", "`order` is a list, such as `[work, personal]`", where)
+    for key, one in (("first", "one deployment, such as `work` or `gpt-4o@openai`"), ("error", "one refusal code")):
+        if isinstance(expect.get(key), (Mapping, list)):
+            yield Diagnostic("test-invalid", f"`{key}` takes {one}", _value_span(source, expect, key))
+    code = expect.get("error")
+    if code is not None and not isinstance(code, (Mapping, list)) and str(code) not in REFUSAL_CODES:
+        where_code = _value_span(source, expect, "error")
+        yield Diagnostic("test-invalid", f"unknown refusal code `{code}`", where_code, help=unknown_refusal(str(code)))
 
 
 def run_case(router: Router, case: Case) -> Outcome:
@@ -367,6 +382,21 @@ def _item_span(source: Source, seq: Any, index: int) -> Span:
         return _span(source, seq)
     text = source.line_text(line + 1)
     return Span(source, line + 1, col + 1, line + 1, len(text) + 1)
+
+
+def _unknown_keys(
+    source: Source, mapping: Mapping[Any, Any], allowed: Sequence[str]
+) -> Generator[Diagnostic, None, set[str]]:
+    """A problem for each key not `allowed`; returns the allowed keys they likely meant (`expcet`:
+    `expect`), which need no "missing" problem of their own."""
+    meant: set[str] = set()
+    for key in mapping:
+        if key not in allowed:
+            yield _unknown_key(source, mapping, key, allowed)
+            guess = closest(str(key), allowed)
+            if guess is not None:
+                meant.add(guess)
+    return meant
 
 
 def _unknown_key(source: Source, mapping: Any, key: Any, allowed: Sequence[str]) -> Diagnostic:

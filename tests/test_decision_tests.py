@@ -133,6 +133,27 @@ def test_the_good_cases_of_a_file_still_load(tmp_path: Path) -> None:
     assert [p.span.line for p in problems if p.span is not None] == [6]
 
 
+def test_every_problem_of_a_case_is_reported_once(tmp_path: Path) -> None:
+    # It reported the first only: fixing a file took as many runs as it had mistakes. A misspelled
+    # key is not reported again as missing (`modle` is not also "`request` needs a `model`").
+    path = tmp_path / "cases.yaml"
+    path.write_text(
+        "- name: three mistakes\n"
+        "  request: {modle: sonnet, tags: batch, tokens: -1}\n"
+        "  expect: {error: budget_exceded}\n"
+        "  facts: [1]\n"
+    )
+    cases, problems = decision_tests.load_cases(path)
+    assert cases == []
+    assert [(p.span.line, p.span.column, p.message) for p in problems if p.span is not None] == [
+        (2, 13, "unknown key `modle`"),
+        (2, 34, "`tags` is a list, such as `[batch]`"),
+        (2, 49, "`tokens` is a number of tokens such as `2000` or `8k`"),
+        (3, 19, "unknown refusal code `budget_exceded`"),
+        (1, 3, "`facts` is a mapping such as `{quota: {work: 15%}}`"),
+    ]
+
+
 def test_an_empty_file_has_no_cases(tmp_path: Path) -> None:
     path = tmp_path / "cases.yaml"
     path.write_text("# nothing yet\n")
