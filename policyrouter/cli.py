@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true", help="treat warnings as errors")
     check.add_argument("--notes", action="store_true", help="also show notes (informational findings)")
     check.add_argument("--format", choices=("text", "json", "github"), default="text")
-    check.add_argument("--max-diagnostics", type=int, default=50, metavar="N", help="show at most N (text)")
+    check.add_argument("--max-diagnostics", type=_count_arg, default=50, metavar="N", help="show at most N (text)")
     check.set_defaults(handler=cmd_check)
 
     explain = commands.add_parser("explain", help="show where a request would go, and why")
@@ -169,6 +169,16 @@ def _run_id(text: str) -> str:
         return check_run_id(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _count_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a count is 0 or more, not {text}")
+    return value
 
 
 def _percent_arg(text: str) -> float:

@@ -196,6 +196,9 @@ def test_check_caps_the_diagnostics_it_shows(make_config: Callable[..., Path], r
     assert result.code == 1
     assert result.out.count("error[") == 1 and "… and 3 more" in result.out
     assert result.out.strip().splitlines()[-1].startswith("cfg: 4 errors,")
+    for bad, words in (("-1", "a count is 0 or more, not -1"), ("x", "not a whole number: 'x'")):
+        refused = run("check", "cfg", "--max-diagnostics", bad)  # -1 showed all but one, then "… and 5 more"
+        assert refused.code == 2 and words in refused.err
 
 
 def test_the_shipped_policies_pass_strictly(
