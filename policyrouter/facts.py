@@ -111,6 +111,19 @@ FACT_KEYS = (
 )
 
 
+# What a policy reads from the request, for a facts mapping that gives it: where it goes instead.
+REQUEST_PARTS = {
+    key: f"give it with the request: `{python}=` in Python, `{cli}` to `explain`, `request: {{{python}: …}}` in a test"
+    for key, python, cli in (
+        ("tokens", "tokens", "--tokens N"),
+        ("max_tokens", "max_tokens", "--max-tokens N"),
+        ("tag", "tags", "--tag T"),
+        ("tags", "tags", "--tag T"),
+        ("requires", "requires", "--requires CAP"),
+    )
+}
+
+
 class FactsError(ValueError):
     """A dry-run facts mapping that does not fit; `path` is where in the mapping."""
 
@@ -190,6 +203,8 @@ class StaticFacts:
                         self._custom[f"{key}.{arg}"] = _parse((key, str(arg)), fact.parse, raw)
                 else:
                     self._custom[key] = _parse((key,), fact.parse, value)
+            elif key in REQUEST_PARTS:  # `tokens` and `tag(…)` read the request, not the facts
+                raise FactsError(f"`{key}` is part of the request, not a fact", (key,), REQUEST_PARTS[key])
             else:  # the mapping may come from YAML or a caller: its keys need not even be text
                 guess = closest(str(key), (*FACT_KEYS, *custom))
                 raise FactsError(f"unknown fact `{key}`", (str(key),), f"did you mean `{guess}`?" if guess else None)

@@ -500,6 +500,8 @@ def _refusal(router: policyrouter.Router, model: str, **kwargs: Any) -> policyro
         ({"errors": {"work": 10**400}}, "errors.work", ["count"]),
         ({"quota": {"work": 10**400}}, "quota.work", ["share"]),
         ({"latency": {"work": "9" * 400 + "ms"}}, "latency.work", ["is too large"]),
+        ({"tokens": 5000}, "tokens", ["part of the request", "`tokens=` in Python", "`--tokens N`"]),
+        ({"tag": {"batch": True}}, "tag", ["part of the request", "`tags=`", "`--tag T`", "request: {tags: …}"]),
     ],
     ids=[
         "a number as a key",
@@ -517,6 +519,8 @@ def _refusal(router: policyrouter.Router, model: str, **kwargs: Any) -> policyro
         "an int too large for a float",
         "a share too large for a float",
         "digits too many for a float",
+        "tokens, read from the request",
+        "a tag, read from the request",
     ],
 )
 def test_facts_that_do_not_fit_are_invalid_facts(
