@@ -268,7 +268,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from policyrouter.config import load_config
 
-    router = _router_from(load_config(args.config, cache=_file_cache()), run_id=args.run)
+    config = load_config(args.config, cache=_file_cache())
+    registry = config.registry
+    reading = _state_for_reading(registry, note=False) if registry and not (args.fact or args.replay) else None
+    router = _router_from(config, run_id=args.run, state=reading)
     if router is None:
         return EXIT_FAILED
     if args.replay is not None:
@@ -505,7 +508,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     registry = _registry_or_report(args.config)
     if registry is None:
         return EXIT_FAILED
-    with open_store(registry, run_id=args.run) if args.run else open_store(registry) as store:
+    options = {"run_id": args.run} if args.run else {}
+    with open_store(registry, _state_for_reading(registry), **options) as store:
         print(status_report(registry, store, args.format, run_id=args.run))
     return EXIT_OK
 
@@ -521,10 +525,29 @@ def cmd_reset(args: argparse.Namespace) -> int:
         hint = did_you_mean(args.provider, registry.providers) or f"the registry's providers: {known}"
         print(f"error: unknown provider `{args.provider}`\nhelp: {hint}", file=sys.stderr)
         return EXIT_USAGE
-    with open_store(registry) as store:
-        gone = store.reset(run_id=args.run, provider=args.provider)
+    if _state_for_reading(registry) is not None:  # nothing recorded: nothing to forget, no file to make
+        gone = 0
+    else:
+        with open_store(registry) as store:
+            gone = store.reset(run_id=args.run, provider=args.provider)
     print(f"forgot {gone} counter{'s' if gone != 1 else ''}")
     return EXIT_OK
+
+
+def _state_for_reading(registry: Registry, note: bool = True) -> str | None:
+    """`memory://` in place of an SQLite state file that does not exist yet (with a note, unless the
+    output shows the facts read). `explain`, `status` and `reset` only read what is recorded, and
+    nothing recorded reads as a fresh state: they would otherwise make the file, in the config
+    directory by default, and fail where that is read-only."""
+    from policyrouter.config import display_path
+    from policyrouter.state.url import state_file
+
+    path = state_file(registry)
+    if path is None or path.exists():
+        return None
+    if note:
+        print(f"note: no state recorded yet (no file {display_path(path)}): a fresh state", file=sys.stderr)
+    return "memory://"
 
 
 def _registry_or_report(directory: Path) -> Registry | None:
@@ -547,13 +570,13 @@ def _file_cache() -> FileCache | None:
     return FileCache.for_user()
 
 
-def _router_from(config: Config, run_id: str | None = None) -> Router | None:
+def _router_from(config: Config, run_id: str | None = None, state: str | None = None) -> Router | None:
     from policyrouter.router import Router
 
     if config.program is None:
         print(render(config.errors or config.diagnostics), file=sys.stderr)
         return None
-    return Router(config, run_id=run_id)
+    return Router(config, run_id=run_id, state=state)
 
 
 def _count(n: int, word: str) -> str:

@@ -532,3 +532,20 @@ def test_test_without_decision_tests_says_so(make_config: Callable[..., Path], r
     assert result.code == 0
     assert result.out.strip() == "0 passed, 0 failed"
     assert "note: no decision tests: no `*.yaml` file in `cfg/tests`" in result.err
+
+
+def test_reading_commands_do_not_make_the_state_file(card: Path, run: Callable[..., Run]) -> None:
+    # explain, status and reset made `cfg/.policyrouter/state.db`, and failed where the config directory
+    # was read-only. Here the state directory's place is taken by a file, so nothing can be made there.
+    (card / ".policyrouter").write_text("")
+    explained = run("explain", "sonnet", "--config", "cfg")
+    assert explained.code == 0 and explained.out.startswith("sonnet → sonnet@work"), explained.err
+    status = run("status", "--config", "cfg", "--format", "json")
+    assert status.code == 0 and json.loads(status.out)["limits"][0]["used"] == 0, status.err
+    assert "note: no state recorded yet (no file cfg/.policyrouter/state.db): a fresh state" in status.err
+    assert run("reset", "--config", "cfg", "--run", "r").out == "forgot 0 counters\n"
+    (card / ".policyrouter").unlink()
+    with policyrouter.load(card) as router:  # a call in flight: the file is made
+        router.store.reserve(router.registry.models["sonnet"].deployments[0], tokens=1, cost=0.0)
+    recorded = run("status", "--config", "cfg", "--format", "json")
+    assert "note:" not in recorded.err and json.loads(recorded.out)["limits"][0]["reserved"] == 1

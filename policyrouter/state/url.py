@@ -25,6 +25,15 @@ def sqlite_path(url: str, config_dir: Path) -> Path:
     return path if path.is_absolute() else config_dir / path
 
 
+def state_file(registry: Registry) -> Path | None:
+    """The SQLite file `settings.state` names (made when the store is first opened), or None when the
+    state is kept elsewhere."""
+    url = _with_environment(registry.settings.state)
+    if url.partition("://")[0].lower() != "sqlite":
+        return None
+    return sqlite_path(url, registry.config_dir)
+
+
 def _with_environment(url: str) -> str:
     """`url` with each `${NAME}` replaced by that environment variable's value. In the user and
     password, and in the query (`?password=`), the value is percent-encoded, as a URL needs a
