@@ -297,7 +297,7 @@ BAD_REGISTRIES: list[tuple[str, list[str]]] = [  # case name, the codes it must 
     ("unknown-provider", ["registry-unknown-provider"]),
     ("unknown-capability", ["registry-unknown-capability"]),
     ("quota-unit", ["registry-value"]),
-    ("bad-window", ["registry-value", "registry-value"]),
+    ("bad-window", ["registry-value"] * 5),
     ("malformed-yaml", ["registry-syntax"]),
     ("missing-key", ["registry-missing-key", "registry-missing-key"]),
     ("bad-timezone", ["registry-value"]),
