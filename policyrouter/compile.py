@@ -21,7 +21,7 @@ from policyrouter.eligibility import check_for
 from policyrouter.facts import MISSING, Fact
 from policyrouter.program import STRATEGIES, Condition, FactRef, ModelPlan, Program
 from policyrouter.quantities import format_quantity
-from policyrouter.registry import GLOBAL_BUDGETS, Budget, Deployment, Registry
+from policyrouter.registry import GLOBAL_BUDGETS, Budget, Deployment, Registry, meant_capability
 
 Type = str  # share | money | count | duration | string | bool | error
 
@@ -311,7 +311,7 @@ class _Compiler:
                     "unknown-capability",
                     f"unknown capability `{ident.name}`",
                     ident.span,
-                    did_you_mean(ident.name, sorted(known))
+                    (f"did you mean `{guess}`?" if (guess := meant_capability(ident.name, known)) else None)
                     or "declare your own under `settings.capabilities` in registry.yaml",
                 )
         return out

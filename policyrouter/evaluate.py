@@ -17,7 +17,7 @@ from policyrouter.diagnostics import closest
 from policyrouter.errors import DecisionError
 from policyrouter.facts import FactSource
 from policyrouter.program import Action, Clause, ModelPlan, Program
-from policyrouter.registry import Deployment, Registry
+from policyrouter.registry import Deployment, Registry, meant_capability
 
 
 class Context:
@@ -241,7 +241,7 @@ def _unknown_capabilities(needed: frozenset[str], vocabulary: frozenset[str]) ->
     typo), with the closest name."""
     out = ""
     for name in sorted(needed - vocabulary):
-        guess = closest(name, vocabulary)
+        guess = meant_capability(name, vocabulary)
         out += f"; `{name}` is not a capability name" + (f" (did you mean `{guess}`?)" if guess else "")
     return out
 

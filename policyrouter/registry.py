@@ -7,21 +7,42 @@ loading (compiler, evaluator, state, executor) reads only these objects.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Literal
 
-from policyrouter.diagnostics import Span
+from policyrouter.diagnostics import Span, closest
 
 KNOWN_CAPABILITIES = ("tools", "vision", "json", "streaming", "reasoning", "audio", "pdf", "prompt_caching")
+# What other tools and model cards call a capability, for the hint on a name that is none of ours.
+CAPABILITY_SYNONYMS = {
+    word: ours
+    for ours, words in (
+        ("tools", ("function_calling", "function_call", "functions", "tool_use", "tool_calling", "tool_calls")),
+        ("vision", ("image", "images", "image_input", "multimodal")),
+        ("json", ("json_mode", "json_output", "structured_output", "structured_outputs", "response_format")),
+        ("streaming", ("stream",)),
+        ("reasoning", ("thinking", "extended_thinking")),
+        ("prompt_caching", ("caching", "cache", "prompt_cache")),
+    )
+    for word in words
+}
 GLOBAL_BUDGETS = ("run", "day", "week", "month")
 # `${NAME}` in `settings.state`: the value of an environment variable, put in when the store is opened,
 # so a password can stay out of the config.
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 QuotaUnit = Literal["tokens", "requests", "usd"]
+
+
+def meant_capability(name: str, vocabulary: Iterable[str]) -> str | None:
+    """The capability of `vocabulary` that `name` likely means: ours for another tool's word
+    (`function_calling` is `tools`), else the closest name."""
+    names = sorted(vocabulary)
+    synonym = CAPABILITY_SYNONYMS.get(name.lower())
+    return synonym if synonym in names else closest(name, names)
 
 
 @dataclass(frozen=True, slots=True)

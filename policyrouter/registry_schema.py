@@ -73,7 +73,9 @@ from policyrouter.registry import (
     Registry,
     Settings,
     Window,
+    meant_capability,
 )
+from policyrouter.registry_hints import foreign_key_help
 from policyrouter.text_files import read_config_text
 from policyrouter.yaml_text import load_yaml, problem_at, problem_help, problem_text
 
@@ -214,7 +216,7 @@ def _window_help(text: str) -> str | None:
     if len(parts) > 1 and "".join(n + u for n, u in parts) == words.replace(" ", ""):
         seconds = sum(parse_duration(n + u) for n, u in parts)
         return f"a length has one unit: `{_trim_length(seconds)}`"
-    if len(parts) == 1 and " " in words:
+    if len(parts) == 1 and words != "".join(parts[0]):  # `5 hours`, `30mins`
         return f"a length is a number and a unit, such as `{''.join(parts[0])}`"
     return did_you_mean(text, _WINDOW_NAMES)
 
@@ -371,7 +373,8 @@ def _capability_ref(name: str, info: ValidationInfo) -> str:
     raise _error(
         "registry-unknown-capability",
         f"unknown capability `{name}`",
-        did_you_mean(name, declared.capabilities) or "declare new capabilities under `settings.capabilities`",
+        (f"did you mean `{guess}`?" if (guess := meant_capability(name, declared.capabilities)) else None)
+        or "declare new capabilities under `settings.capabilities`",
     )
 
 
@@ -688,7 +691,7 @@ def _issue_from_pydantic(error: ErrorDetails) -> _Issue:
     if kind.startswith("registry-"):  # raised by a validator above: already worded
         return _Issue(kind, ctx["message"], loc, ctx.get("help"), at_key, bool(ctx.get("mask")))
     if kind == "extra_forbidden":
-        return _unknown_key(loc)
+        return _unknown_key(loc, value)
     if kind == "missing":
         return _missing_key(loc)
     if kind == "literal_error":
@@ -706,17 +709,25 @@ def _issue_from_pydantic(error: ErrorDetails) -> _Issue:
     return _Issue("registry-value", message[:1].lower() + message[1:], loc, at_key=at_key)
 
 
-def _unknown_key(loc: Loc) -> _Issue:
+def _unknown_key(loc: Loc, value: object) -> _Issue:
     key, parent = loc[-1], loc[:-1]
     keys = list(_fields_at(parent))
     where = f" in `{_dotted(parent)}`" if parent else ""
+    expected = _annotation_at(parent)
+    section = next((name for spec, name in _SECTIONS if expected is spec), None)
     return _Issue(
         "registry-unknown-key",
         f"unknown key `{key}`{where}",
         loc,
-        did_you_mean(str(key), keys) or (f"expected one of {_names(keys)}" if keys else None),
+        (section and foreign_key_help(section, str(key), value))
+        or did_you_mean(str(key), keys)
+        or (f"expected one of {_names(keys)}" if keys else None),
         at_key=True,
     )
+
+
+# The sections whose unknown keys may be another registry's way of saying something.
+_SECTIONS = ((ModelSpec, "model"), (DeploymentSpec, "deployment"), (ProviderSpec, "provider"), (RegistrySpec, "top"))
 
 
 def _missing_key(loc: Loc) -> _Issue:

@@ -617,6 +617,12 @@ def test_a_requested_name_that_is_no_capability_gets_the_closest_one(
     assert error.message.endswith(
         "; `tool` is not a capability name (did you mean `tools`?); `xyzzy` is not a capability name"
     )
+    # what other tools call a capability: too far from ours to be a typo of it
+    error = _refusal(router_for(REGISTRY, CARD), "sonnet", requires=["function_calling", "images"], facts={})
+    assert error.message.endswith(
+        "; `function_calling` is not a capability name (did you mean `tools`?)"
+        "; `images` is not a capability name (did you mean `vision`?)"
+    )
 
 
 def test_denied_carries_the_message(router_for: Callable[..., policyrouter.Router]) -> None:

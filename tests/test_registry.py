@@ -298,6 +298,16 @@ BAD_REGISTRIES: list[tuple[str, list[str]]] = [  # case name, the codes it must 
     ("unknown-capability", ["registry-unknown-capability"]),
     ("quota-unit", ["registry-value"]),
     ("bad-window", ["registry-value"] * 5),
+    (
+        "keys-of-other-registries",
+        [
+            "registry-unknown-key",
+            "registry-missing-key",
+            *["registry-unknown-key"] * 4,
+            "registry-unknown-capability",
+            *["registry-unknown-key"] * 3,
+        ],
+    ),
     ("malformed-yaml", ["registry-syntax"]),
     ("missing-key", ["registry-missing-key", "registry-missing-key"]),
     ("bad-timezone", ["registry-value"]),

@@ -1,0 +1,68 @@
+"""Help for the keys other registries use, where `registry.yaml` says it another way.
+
+People bring their model lists from litellm (`input_cost_per_token`), from a config that puts a
+model's provider, id and limits on the model itself, or from feature requests that put a fallback
+chain and a run budget beside the models. Each such key is an unknown key here; the help says where
+the same thing is written, with the value carried over where it can be (a price per 1k tokens becomes
+one per million).
+"""
+
+from __future__ import annotations
+
+import re
+
+# Where a model's own keys go in this registry.
+_ON_A_DEPLOYMENT = {
+    "provider": "`deployments: [{provider: P, model_id: ID}]`: one per provider that serves it",
+    "model_id": "`deployments: [{provider: P, model_id: ID}]`: each provider has its own id for it",
+    "litellm_provider": "`providers: {P: {litellm_provider: …}}`, and the model lists P under `deployments`",
+    "api_key_env": "`providers: {P: {api_key_env: …}}`: keys belong to the provider",
+    "base_url": "the provider (`providers: {P: {base_url: …}}`) or one deployment",
+    "rpm": "a deployment (`deployments: [{provider: P, model_id: ID, rpm: 60}]`) or its provider",
+    "tpm": "a deployment (`deployments: [{provider: P, model_id: ID, tpm: 400k}]`) or its provider",
+    "weight": "a deployment (`deployments: [{provider: P, model_id: ID, weight: 2}]`)",
+}
+# Keys of a whole registry in other tools' configs.
+_AT_THE_TOP = {
+    "hard_stop_on_budget": "a budget is hard with `hard: true`, or every budget with `settings.budget_mode: hard`",
+    "default": "a policy decides where each request goes; there is no default model",
+}
+_PRICE_SIDE = re.compile(r"input|prompt|output|completion")
+_PRICE_WORD = re.compile(r"cost|price|usd|per_")
+
+
+def foreign_key_help(section: str, key: str, value: object) -> str | None:
+    """Where `key`, unknown in `section` (`model`, `deployment`, `provider` or `top`), is written here."""
+    key = key.lower()
+    side = _PRICE_SIDE.search(key)
+    if side and _PRICE_WORD.search(key) and section in ("model", "deployment", "provider"):
+        per_million = _per_million(key, value)
+        name = "input_per_mtok" if side.group() in ("input", "prompt") else "output_per_mtok"
+        where = "under `price`" if section != "provider" else "under a model's or a deployment's `price`"
+        return f"a price is USD per million tokens, {where}: `price: {{{name}: {per_million}}}`"
+    if section == "model" and key in _ON_A_DEPLOYMENT:
+        return f"a model's `{key}` goes on " + _ON_A_DEPLOYMENT[key]
+    if section == "top" and key in ("fallback_chain", "fallbacks"):
+        chain = [str(m) for m in value] if isinstance(value, list) and len(value) > 1 else ["gpt-4o", "haiku"]
+        return f"fallbacks are written in a policy: `route {chain[0]} fallback {', '.join(chain[1:])}`"
+    if section == "top" and key == "budget_usd_per_run":
+        usd = value if isinstance(value, (int, float)) and not isinstance(value, bool) else 5.0
+        return f"a run's budget is `budgets: {{run: {{usd: {usd:g}, hard: true}}}}`"
+    if section == "top":
+        return _AT_THE_TOP.get(key)
+    return None
+
+
+def _per_million(key: str, value: object) -> str:
+    """The price per million tokens that `value`, priced per what `key` says, comes to; `…` if unknown."""
+    if "mtok" in key or "million" in key or "1m" in key:
+        scale = 1.0
+    elif "1k" in key or "thousand" in key:
+        scale = 1e3
+    elif "token" in key:
+        scale = 1e6
+    else:
+        return "…"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "…"
+    return f"{value * scale:.6g}"
