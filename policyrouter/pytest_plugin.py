@@ -184,7 +184,8 @@ class DecisionTestFile(pytest.File):
         for case in cases:
             yield DecisionCase.from_parent(self, name=case.name, router=router, case=case)
         for problem in problems:
-            name = f"invalid case at line {problem.span.line}" if problem.span is not None else "invalid file"
+            where = problem.span
+            name = f"invalid case at {where.line}:{where.column}" if where is not None else "invalid file"
             yield InvalidCase.from_parent(self, name=name, problem=problem)
 
 

@@ -161,12 +161,16 @@ def test_a_wrong_case_fails_with_the_cli_text(sample: Path, monkeypatch: pytest.
 
 def test_a_case_with_a_typo_is_a_failing_item(sample: Path) -> None:
     with (sample / "tests" / "decisions.yaml").open("a") as f:
-        f.write("\n- name: typo\n  request: {model: sonnet, tokenz: 5}\n  expect: {first: work}\n")
-    result = run_pytest(sample)
+        f.write("\n- name: typo\n  request: {model: sonnet, tokenz: 5, tags: batch}\n  expect: {first: work}\n")
+    result = run_pytest(sample, "-rf")
     assert result.returncode == 1
     assert "unknown key `tokenz`" in result.stdout
     assert "help: did you mean `tokens`?" in result.stdout
     assert "8 passed" in result.stdout
+    # two problems on one line: two items, each with an id of its own
+    failed = sorted(line.split(" - ")[0] for line in result.stdout.splitlines() if line.startswith("FAILED"))
+    assert [f.rsplit(" at ", 1)[-1] for f in failed] == ["22:28", "22:45"], failed
+    assert len(set(failed)) == 2
 
 
 def test_a_broken_config_is_a_readable_collection_error(sample: Path) -> None:
