@@ -1,15 +1,20 @@
-"""Help for the keys other registries use, where `registry.yaml` says it another way.
+"""Help for what other registries, and people, write otherwise than `registry.yaml` does.
 
 People bring their model lists from litellm (`input_cost_per_token`), from a config that puts a
 model's provider, id and limits on the model itself, or from feature requests that put a fallback
 chain and a run budget beside the models. Each such key is an unknown key here; the help says where
 the same thing is written, with the value carried over where it can be (a price per 1k tokens becomes
-one per million).
+one per million). Windows are written as people say them (`1w`, `5h30m`, `5 hours`); the help gives
+the form the registry reads.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+from policyrouter.diagnostics import did_you_mean
+from policyrouter.quantities import parse_duration
 
 # Where a model's own keys go in this registry.
 _ON_A_DEPLOYMENT = {
@@ -66,3 +71,32 @@ def _per_million(key: str, value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "…"
     return f"{value * scale:.6g}"
+
+
+_LENGTH_PARTS = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+
+
+def window_help(text: str, names: Sequence[str]) -> str | None:
+    """How to write the window that `text` likely means."""
+    words = text.strip().lower()
+    weeks = re.fullmatch(r"(\d*)\s*(w|wk|weeks?|weekly)", words)
+    if weeks and weeks.group(1) not in ("", "1"):
+        return f"a length in days: `{7 * int(weeks.group(1))}d`"
+    if weeks:
+        return "a week is `week` (calendar weeks, from Monday) or `7d` (a rolling length)"
+    if re.fullmatch(r"\d*\s*(y|yr|years?|yearly|annual)", words):
+        return "the longest calendar window is `month`; a year is `365d`"
+    parts = _LENGTH_PARTS.findall(words)
+    if len(parts) > 1 and "".join(n + u for n, u in parts) == words.replace(" ", ""):
+        seconds = sum(parse_duration(n + u) for n, u in parts)
+        return f"a length has one unit: `{_trim_length(seconds)}`"
+    if len(parts) == 1 and words != "".join(parts[0]):  # `5 hours`, `30mins`
+        return f"a length is a number and a unit, such as `{''.join(parts[0])}`"
+    return did_you_mean(text, names)
+
+
+def _trim_length(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{round(seconds * 1000)}ms"

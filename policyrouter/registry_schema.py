@@ -75,7 +75,7 @@ from policyrouter.registry import (
     Window,
     meant_capability,
 )
-from policyrouter.registry_hints import foreign_key_help
+from policyrouter.registry_hints import foreign_key_help, window_help
 from policyrouter.text_files import read_config_text
 from policyrouter.yaml_text import load_yaml, problem_at, problem_help, problem_text
 
@@ -195,37 +195,8 @@ def _window(value: object) -> Window:
     raise _error(
         "registry-value" if isinstance(value, str) else "registry-type",
         f"expected a window: `run`, `day`, `week`, `month` or a length such as `1m` or `5h`, got {_describe(value)}",
-        _window_help(value) if isinstance(value, str) else None,
+        window_help(value, _WINDOW_NAMES) if isinstance(value, str) else None,
     )
-
-
-_LENGTH_PARTS = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
-
-
-def _window_help(text: str) -> str | None:
-    """How to write the window that `text` likely means."""
-    words = text.strip().lower()
-    weeks = re.fullmatch(r"(\d*)\s*(w|wk|weeks?|weekly)", words)
-    if weeks and weeks.group(1) not in ("", "1"):
-        return f"a length in days: `{7 * int(weeks.group(1))}d`"
-    if weeks:
-        return "a week is `week` (calendar weeks, from Monday) or `7d` (a rolling length)"
-    if re.fullmatch(r"\d*\s*(y|yr|years?|yearly|annual)", words):
-        return "the longest calendar window is `month`; a year is `365d`"
-    parts = _LENGTH_PARTS.findall(words)
-    if len(parts) > 1 and "".join(n + u for n, u in parts) == words.replace(" ", ""):
-        seconds = sum(parse_duration(n + u) for n, u in parts)
-        return f"a length has one unit: `{_trim_length(seconds)}`"
-    if len(parts) == 1 and words != "".join(parts[0]):  # `5 hours`, `30mins`
-        return f"a length is a number and a unit, such as `{''.join(parts[0])}`"
-    return did_you_mean(text, _WINDOW_NAMES)
-
-
-def _trim_length(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{round(seconds * 1000)}ms"
 
 
 def _fixed_length(text: str) -> float | None:
@@ -709,6 +680,10 @@ def _issue_from_pydantic(error: ErrorDetails) -> _Issue:
     return _Issue("registry-value", message[:1].lower() + message[1:], loc, at_key=at_key)
 
 
+# The sections whose unknown keys may be another registry's way of saying something.
+_SECTIONS = ((ModelSpec, "model"), (DeploymentSpec, "deployment"), (ProviderSpec, "provider"), (RegistrySpec, "top"))
+
+
 def _unknown_key(loc: Loc, value: object) -> _Issue:
     key, parent = loc[-1], loc[:-1]
     keys = list(_fields_at(parent))
@@ -724,10 +699,6 @@ def _unknown_key(loc: Loc, value: object) -> _Issue:
         or (f"expected one of {_names(keys)}" if keys else None),
         at_key=True,
     )
-
-
-# The sections whose unknown keys may be another registry's way of saying something.
-_SECTIONS = ((ModelSpec, "model"), (DeploymentSpec, "deployment"), (ProviderSpec, "provider"), (RegistrySpec, "top"))
 
 
 def _missing_key(loc: Loc) -> _Issue:
