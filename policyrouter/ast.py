@@ -6,6 +6,7 @@ their structure does (the formatter's round-trip law relies on it).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from typing import Literal as TypingLiteral
@@ -29,6 +30,8 @@ class Ident:
 # -- expressions --------------------------------------------------------------------------------
 
 LiteralKind = TypingLiteral["share", "money", "count", "duration", "string", "bool"]
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")  # the grammar's NAME: what a policy can write as a name
 
 # The deepest a condition may nest: each `not`, `and`, `or`, comparison and `in` is a level, counted
 # through the `let`s it uses. Far above what a person writes; it keeps every recursive walk (building,

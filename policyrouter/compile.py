@@ -59,6 +59,28 @@ _PROVIDER_VERBS: Mapping[type, str] = {ast.Prefer: "prefer", ast.Only: "only", a
 
 _NOTHING_REQUIRED: frozenset[str] = frozenset()  # one for every route without `requires`, not one each
 
+
+def check_custom_facts(facts: Mapping[Any, object]) -> dict[str, Fact]:
+    """The facts registered from Python (`load(..., facts=...)`), each a `Fact` under a name a policy
+    can write that no built-in fact has. Raises TypeError or ValueError where they are given, not
+    where a policy reads them."""
+    checked: dict[str, Fact] = {}
+    for name, fact in facts.items():
+        if not isinstance(name, str) or not ast.NAME.fullmatch(name) or name in _OPERATOR_WORDS:
+            raise ValueError(
+                "a fact's name is one a policy can write: a letter or `_`, then letters, digits, `_`, `.` "
+                f"or `-`; got {name!r}"
+            )
+        if name in BUILTIN_FACTS:
+            raise ValueError(f"`{name}` is a built-in fact: give yours another name")
+        if not isinstance(fact, Fact):
+            raise TypeError(f"the fact `{name}` is a `policyrouter.Fact(type, fn)`, not {type(fact).__name__}")
+        checked[name] = fact
+    return checked
+
+
+_OPERATOR_WORDS = frozenset({"not", "and", "or", "in", "true", "false"})  # what an expression reads otherwise
+
 FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 _TYPE_WORDS = {

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from policyrouter import ast
 from policyrouter.collector import collector_paused
-from policyrouter.compile import compile_program
+from policyrouter.compile import check_custom_facts, compile_program
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import ConfigError
 from policyrouter.facts import Fact
@@ -82,8 +82,9 @@ def load_config(
     """Read, parse, compile and lint a config directory. `deep` adds the lints that search for
     requests a route leaves with nothing (what `check` runs; loading a router skips them). With a
     `cache`, files unchanged since they were last read there are not read again."""
+    facts = check_custom_facts(custom_facts) if custom_facts else None
     with collector_paused():
-        return _load(directory, custom_facts, deep, cache)
+        return _load(directory, facts, deep, cache)
 
 
 def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool, cache: FileCache | None) -> Config:

@@ -80,6 +80,8 @@ class Fact:
             object.__setattr__(self, "type", "count")
         if self.type not in FACT_TYPES:
             raise ValueError(f"a fact's type is one of {', '.join(FACT_TYPES)} (or `number`), not `{self.type}`")
+        if not callable(self.fn):
+            raise TypeError(f"a fact's `fn` is a function that gives its value; got {type(self.fn).__name__}")
 
     def parse(self, value: object) -> Any:
         """A dry-run value of this fact's type (`15%`, `$4`, `8k`, `800ms`, true), or QuantityError."""

@@ -47,6 +47,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
+from policyrouter.ast import NAME
 from policyrouter.collector import without_collector
 from policyrouter.diagnostics import Diagnostic, Source, Span, did_you_mean
 from policyrouter.errors import ConfigError
@@ -86,7 +87,6 @@ _WINDOW_NAMES = ("run", *CALENDAR_WINDOWS)
 _ENV_VAR_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _LOWER_ENV_VAR_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _SECRET_PREFIXES = ("sk-", "sk_", "pk-", "rk-", "gsk_", "xai-", "hf_", "ghp_", "AIza", "AKIA")
-_POLICY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")  # a NAME in the policy grammar
 _STATE_SCHEMES = ("sqlite", "memory", "redis", "rediss", "unix")
 
 
@@ -277,7 +277,7 @@ def _declared_name(name: str) -> str:
 
 def _policy_name(name: str, message: str, subject: str, example: str = "") -> str:
     """`name` if a policy can write it (the grammar's NAME), else a `registry-value` error."""
-    if _POLICY_NAME.fullmatch(name):
+    if NAME.fullmatch(name):
         return name
     raise _error(
         "registry-value",

@@ -24,6 +24,7 @@ from policyrouter.evaluate import decide
 from policyrouter.events import Events, Redactor, SinkSpec
 from policyrouter.facts import Fact, FactsError, FactSource, StaticFacts
 from policyrouter.program import Program
+from policyrouter.quantities import finite_number
 from policyrouter.registry import Registry
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class Router:
     ) -> None:
         if config.program is None or config.registry is None:
             raise ConfigError(config.errors or config.diagnostics)
+        _check_options(state, clock, staleness, executor)
         self.config = config
         self.program: Program = config.program
         self.registry: Registry = config.registry
@@ -255,6 +257,25 @@ class Router:
 
 
 _CLOSED = "this router is closed: load a new one, or use it before `close()` (the end of its `with` block)"
+
+
+def _check_options(state: object, clock: Callable[[], object] | None, staleness: object, executor: object) -> None:
+    """`Router`'s options, checked where they are given rather than where they are first used."""
+    if state is not None and not isinstance(state, str) and not hasattr(state, "reserve"):
+        raise TypeError(f"`state` is a store URL such as 'memory://', or a StateStore; got {type(state).__name__}")
+    if clock is not None:
+        if not callable(clock):
+            raise TypeError(f"`clock` is a function that returns the time; got {type(clock).__name__}")
+        now = clock()
+        if not isinstance(now, datetime) or now.tzinfo is None:
+            raise TypeError(f"`clock` returns an aware datetime, such as datetime.now(timezone.utc); it gave {now!r}")
+    if staleness is not None and ((seconds := finite_number(staleness)) is None or seconds < 0):
+        raise ValueError(f"`staleness` is how many seconds live facts may be old: 0 or more; got {staleness!r}")
+    if executor is not None:
+        from policyrouter.executor import ExecutorOptions
+
+        if not isinstance(executor, ExecutorOptions):
+            raise TypeError(f"`executor` is an ExecutorOptions; got {type(executor).__name__}")
 
 
 def _names(argument: str, names: Iterable[str] | None) -> frozenset[str]:

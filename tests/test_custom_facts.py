@@ -70,3 +70,29 @@ def test_dry_run_values_are_parsed_by_type(tmp_path: Path) -> None:
 def test_an_unknown_type_is_refused_at_once() -> None:
     with pytest.raises(ValueError, match="a fact's type is one of"):
         Fact("percent", lambda _: 0)
+    with pytest.raises(TypeError, match="a fact's `fn` is a function"):
+        Fact("count", 5)  # type: ignore[arg-type]
+
+
+COUNT = Fact("count", lambda _: 0)
+
+
+@pytest.mark.parametrize(
+    ("facts", "error", "message"),
+    [
+        ({"depth": 5}, TypeError, "the fact `depth` is a `policyrouter.Fact(type, fn)`, not int"),
+        ({"quota": COUNT}, ValueError, "`quota` is a built-in fact: give yours another name"),
+        ({"queue depth": COUNT}, ValueError, "a fact's name is one a policy can write"),
+        ({"not": COUNT}, ValueError, "a fact's name is one a policy can write"),
+        ({5: COUNT}, ValueError, "got 5"),
+    ],
+    ids=["not a Fact", "a built-in name", "a space", "an operator", "not a string"],
+)
+def test_facts_a_policy_could_not_read_are_refused_at_load(
+    tmp_path: Path, facts: dict[object, object], error: type[Exception], message: str
+) -> None:
+    # Each loaded; a policy reading one then failed to compile (`quota(work)`: "takes no argument"),
+    # or a decision raised AttributeError.
+    with pytest.raises(error) as info:
+        _router(tmp_path, "route sonnet prefer work\n", facts)  # type: ignore[arg-type]
+    assert message in str(info.value)

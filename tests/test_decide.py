@@ -836,3 +836,26 @@ def test_a_token_count_out_of_range_is_a_value_error(
             router.decide("sonnet", facts={}, **{argument: tokens})
     with pytest.raises(policyrouter.DecisionError, match="context window 200k < 9007199254740992 tokens"):
         router.decide("sonnet", facts={}, tokens=2**53, max_tokens=0)  # taken, and too long for any window
+
+
+@pytest.mark.parametrize(
+    ("option", "error", "message"),
+    [
+        ({"state": 123}, TypeError, "`state` is a store URL such as 'memory://', or a StateStore; got int"),
+        ({"executor": "fast"}, TypeError, "`executor` is an ExecutorOptions; got str"),
+        ({"staleness": -1}, ValueError, "`staleness` is how many seconds live facts may be old: 0 or more"),
+        ({"staleness": math.nan}, ValueError, "`staleness`"),
+        ({"clock": 5}, TypeError, "`clock` is a function that returns the time; got int"),
+        ({"clock": lambda: 5}, TypeError, "`clock` returns an aware datetime"),
+        ({"clock": lambda: datetime(2026, 3, 16, 9)}, TypeError, "it gave datetime.datetime(2026, 3, 16, 9, 0)"),
+    ],
+    ids=["state", "executor", "negative staleness", "nan staleness", "clock", "clock value", "naive clock"],
+)
+def test_options_of_load_are_checked_where_they_are_given(
+    tmp_path: Path, write_config: Callable[..., Path], option: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    # Each loaded; the first decision or call then raised AttributeError, or a naive clock read as local time.
+    directory = write_config(tmp_path, REGISTRY, CARD)
+    with pytest.raises(error) as info:
+        policyrouter.load(directory, **option)
+    assert message in str(info.value)
