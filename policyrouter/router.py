@@ -284,7 +284,10 @@ def _names(argument: str, names: Iterable[str] | None) -> frozenset[str]:
         return _NO_NAMES
     if isinstance(names, str):
         return frozenset((names,))
-    found = frozenset(names)
+    try:
+        found = frozenset(names)
+    except TypeError:  # `requires=5`
+        raise TypeError(f"`{argument}` is a list of names (strings); got {names!r}") from None
     if not all(isinstance(name, str) for name in found):
         raise TypeError(f"`{argument}` is a list of names (strings); got {sorted(map(repr, found))}")
     return found

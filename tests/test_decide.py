@@ -859,3 +859,26 @@ def test_options_of_load_are_checked_where_they_are_given(
     with pytest.raises(error) as info:
         policyrouter.load(directory, **option)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda r: r.decide("sonnet", requires=5, facts={}),
+            TypeError,
+            "`requires` is a list of names (strings); got 5",
+        ),
+        (lambda r: r.decide("sonnet", tags=[1], facts={}), TypeError, "`tags` is a list of names (strings)"),
+        (lambda r: r.run(5), TypeError, "a run id is a string"),
+        (lambda r: r.run("bad id"), ValueError, "run id `bad id` must be 1-128 letters"),
+    ],
+    ids=["requires not a list", "a tag not a string", "run id not a string", "run id with a space"],
+)
+def test_arguments_of_the_wrong_kind_say_what_they_should_be(
+    router_for: Callable[..., policyrouter.Router], call: Callable[..., object], error: type[Exception], message: str
+) -> None:
+    # `requires=5` said "'int' object is not iterable"; `run(5)` "expected string or bytes-like object".
+    with pytest.raises(error) as info:
+        call(router_for(REGISTRY, CARD))
+    assert message in str(info.value)

@@ -68,6 +68,8 @@ def process_run_id() -> str:
 def check_run_id(run_id: str) -> str:
     if run_id in _checked_run_ids:  # every reserve names its run: match each id once
         return run_id
+    if not isinstance(run_id, str):
+        raise TypeError(f"a run id is a string of letters, digits and `._:@-`; got {run_id!r}")
     if not _RUN_ID.match(run_id):
         raise ValueError(
             f"run id `{run_id}` must be 1-128 letters, digits and `._:@-`, starting with a letter or digit"
