@@ -2,7 +2,11 @@
 
 A route with at most one deciding clause (`when`, `otherwise` or a bare action) and no comment
 inside fits on one line when it is short enough; any other route is a block with one clause per
-line. Statements keep a blank line between them where the source had one. Expressions are printed
+line. A `when` whose comments sit beside more than its last part keeps a line per part (the
+condition, the action, `else`), each with its comments. Whatever is joined onto one line keeps the
+last comment of its lines at its end and puts any before it on lines of their own above it: a
+comment is never merged into another. Statements keep a blank line between them where the source
+had one. Expressions are printed
 with single spaces and only the parentheses precedence needs. Laws (tested): `fmt(fmt(x)) == fmt(x)`
 and `parse(fmt(x)) == parse(x)`.
 """
@@ -64,7 +68,7 @@ class _Printer:
 
     def statement(self, node: ast.Statement) -> None:
         if isinstance(node, ast.Let):
-            self.out.append(f"let {node.name.name} = {expr(node.value)}" + self.end_comments(node.span))
+            self.out += self.commented(f"let {node.name.name} = {expr(node.value)}", node.span.line, node.span.end_line)
             return
         head = f"route {node.target.name}"
         one_line = f"{head} {' '.join(clause(c) for c in node.clauses)}"
@@ -73,21 +77,39 @@ class _Printer:
             line in self.comments for line in range(node.span.line, node.span.end_line + 1) if line != node.span.line
         ) or (node.span.end_line != node.span.line and node.span.line in self.comments)
         if node.clauses and deciding <= 1 and not inner_comments and len(one_line) <= LINE_WIDTH:
-            self.out.append(one_line + self.end_comments(node.span))
+            self.out += self.commented(one_line, node.span.line, node.span.end_line)
             return
         self.out.append(head + " {" + self.trailing_comment(node.span.line))
         for c in node.clauses:
             self.out += [INDENT + text for _, text in self.take_comments(node.span.line + 1, c.span.line - 1)]
-            self.out.append(INDENT + clause(c) + self.end_comments(c.span))
+            self.out += [INDENT + line for line in self.clause_lines(c)]
         self.out += [INDENT + text for _, text in self.take_comments(node.span.line + 1, node.span.end_line - 1)]
         closing = self.trailing_comment(node.span.end_line) if node.span.end_line != node.span.line else ""
         self.out.append("}" + closing)
 
-    def end_comments(self, span: object) -> str:
-        """Comments on the lines a one-line statement or clause came from, kept at its end."""
-        first, last = span.line, span.end_line  # type: ignore[attr-defined]
-        found = [text for _, text in self.take_comments(first, last)]
-        return f"  {' '.join(found)}" if found else ""
+    def clause_lines(self, node: ast.Clause) -> list[str]:
+        """The clause on one line with its comments (see `commented`); but a `when` with comments
+        beside more than its last part keeps a line per part, each part's comments with it."""
+        if isinstance(node, ast.When) and node.span.end_line > node.span.line:
+            # each part with the last line of its text; its comments are on the lines after the part before
+            parts = [(f"when {expr(node.condition)}", node.condition.span.end_line)]
+            parts.append((action(node.action), node.action.span.end_line))
+            if node.otherwise is not None:
+                parts.append((f"else {otherwise(node)}", node.otherwise.span.end_line))
+            starts = [node.span.line] + [end + 1 for _, end in parts[:-1]]
+            lines = [(text, start, end) for (text, end), start in zip(parts, starts, strict=True)]
+            if any(line in self.comments for _, start, end in lines[:-1] for line in range(start, end + 1)):
+                out = []
+                for i, (text, start, end) in enumerate(lines):
+                    out += [(INDENT if i else "") + line for line in self.commented(text, start, end)]
+                return out
+        return self.commented(clause(node), node.span.line, node.span.end_line)
+
+    def commented(self, text: str, first: int, last: int) -> list[str]:
+        """`text`, printed on one line, with the comments of the lines `first`..`last` it came from:
+        the last one at its end, any before it on lines of their own above it."""
+        found = [comment for _, comment in self.take_comments(first, last)]
+        return [*found[:-1], text + f"  {found[-1]}"] if found else [text]
 
 
 _ACTIONS = (ast.Prefer, ast.Only, ast.Avoid, ast.Use, ast.Deny)
@@ -102,17 +124,21 @@ def clause(node: ast.Clause | ast.Action) -> str:
         return f"fallback {_names(node.models)}"
     if isinstance(node, ast.When):
         text = f"when {expr(node.condition)} {action(node.action)}"
-        if node.otherwise is None:
-            return text
-        otherwise = action(node.otherwise)
-        if type(node.otherwise) is type(node.action) and not isinstance(node.action, ast.Deny):
-            otherwise = otherwise.split(" ", 1)[1]  # `else personal` repeats the verb
-        return f"{text} else {otherwise}"
+        return text if node.otherwise is None else f"{text} else {otherwise(node)}"
     if isinstance(node, ast.Otherwise):
         return f"otherwise {action(node.action)}"
     if isinstance(node, ast.Do):
         return action(node.action)
     return action(node)
+
+
+def otherwise(node: ast.When) -> str:
+    """What follows `else`: the action, without its verb when it repeats the `when` branch's."""
+    assert node.otherwise is not None
+    text = action(node.otherwise)
+    if type(node.otherwise) is type(node.action) and not isinstance(node.action, ast.Deny):
+        return text.split(" ", 1)[1]  # `else personal` repeats the verb
+    return text
 
 
 def action(node: ast.Action) -> str:

@@ -83,8 +83,9 @@ def policies(draw: st.DrawFn) -> str:
         if draw(st.booleans()):
             out.append(f"# {draw(st.sampled_from(['note', 'why this route', 'tbd']))}\n")
         words = text.split(" ")
-        # half the statements on one line (as most are written), half laid out at random
-        glue = st.just(" ") if draw(st.booleans()) else st.sampled_from([" ", "  ", "\n", "\n    ", " \n"])
+        # half the statements on one line (as most are written), half laid out at random, some with
+        # comments between their words
+        glue = st.just(" ") if draw(st.booleans()) else st.sampled_from([" ", "  ", "\n", "\n    ", " \n", "  # mid\n"])
         out.append("".join(w + draw(glue) for w in words).rstrip())
         out.append(draw(st.sampled_from(["\n", "\n\n", "  # trailing\n"])))
     return "".join(out)

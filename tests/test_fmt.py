@@ -68,6 +68,21 @@ GOLDEN = [
         "# head\n\nroute x {  # why\n    # before\n    when a prefer p  # after\n    fallback y\n}\n# tail\n",
     ),
     (
+        "a when with comments beside its parts keeps a line per part",
+        "route s {\n    when quota(w) > 20%   # room\n        prefer w  # cheaper\n        else p  # the other\n}\n",
+        "route s {\n    when quota(w) > 20%  # room\n        prefer w  # cheaper\n        else p  # the other\n}\n",
+    ),
+    (
+        "a comment at the end of a when alone keeps it on one line",
+        "route x {\n    when a\n        prefer p  # why\n    fallback y\n}\n",
+        "route x {\n    when a prefer p  # why\n    fallback y\n}\n",
+    ),
+    (
+        "comments of lines joined into one: the last at its end, the others above it",
+        "let t =  # why\n  hour > 3  # when\nroute x {\n    fallback a,  # first\n        b  # then\n}\n",
+        "# why\nlet t = hour > 3  # when\nroute x {\n    # first\n    fallback a, b  # then\n}\n",
+    ),
+    (
         "blank lines between statements collapse to one",
         "let t = hour > 3\n\n\n\nroute x when t prefer p\n",
         "let t = hour > 3\n\nroute x when t prefer p\n",
