@@ -90,8 +90,9 @@ def test_replay_needs_a_request_id(recorded: tuple[Path, Path, str], capsys: pyt
         ({"tags": [1, 2]}, ["`tags` is not a list of names"]),
         ({"tokens": "lots"}, ["`tokens` is a number of tokens", "'lots'"]),
         ({"max_tokens": -1}, ["`max_tokens`", "-1"]),
+        ({"tokens": 10**400}, ["`tokens` is a number of tokens", "at most 2**53"]),
     ],
-    ids=["no model", "requires not a list", "tags not names", "tokens not a number", "negative max_tokens"],
+    ids=["no model", "requires not a list", "tags not names", "tokens not a number", "negative max_tokens", "huge"],
 )
 def test_a_recorded_request_edited_out_of_shape_is_a_clear_error(
     recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str], edit: dict[str, object], words: list[str]
