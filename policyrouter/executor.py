@@ -247,9 +247,9 @@ class _Call:
         )
         max_tokens = kwargs.get("max_tokens", kwargs.get("max_completion_tokens"))
         self.max_tokens = token_count("max_tokens", max_tokens) if isinstance(max_tokens, (int, float)) else None
-        self.output_tokens = (
-            self.max_tokens if self.max_tokens is not None else self.registry.settings.estimated_output_tokens
-        )
+        per_choice = self.max_tokens if self.max_tokens is not None else self.registry.settings.estimated_output_tokens
+        choices = kwargs.get("n")  # `n` replies are each up to `max_tokens` long, and all billed
+        self.output_tokens = per_choice * choices if type(choices) is int and choices > 1 else per_choice
         self.estimate = {"input": self.prompt_tokens, "output": self.output_tokens, "estimated": True}
         self.report = RequestReport(executor.events, self.request_id, self.run_id, model)
         self.attempts: list[Attempt] = []

@@ -117,6 +117,17 @@ def test_success_settles_actual_usage_at_the_registry_price(
     assert success["latency"] > 0
 
 
+def test_n_replies_are_held_for_n_times_the_output(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    # A hard budget is checked against what is held: one reply's worth let `n=4` run past it.
+    router = make_router()
+    router.completion("sonnet", hi(), n=4, max_tokens=500)
+    router.completion("sonnet", hi(), max_tokens=500)
+    assert [a["tokens"]["output"] for a in of_kind(events, "attempt")] == [2000, 500]
+    assert [c.body["n"] for c in llm.calls()[:1]] == [4]
+
+
 def test_passing_an_api_key_is_refused_with_a_clear_error(make_router: Any) -> None:
     router = make_router()
     with pytest.raises(TypeError, match="api_key"):
