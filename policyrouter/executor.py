@@ -630,6 +630,9 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
     for name in RESERVED_KWARGS:
         if name in kwargs:
             raise TypeError(f"`{name}` is set per deployment from the registry (`api_key_env`, `base_url`); remove it")
+    options = kwargs.get("stream_options")
+    if options is not None and not isinstance(options, Mapping):  # ours are merged into it
+        raise TypeError(f"`stream_options` is a mapping, such as {{'include_usage': True}}; got {options!r}")
     timeout = kwargs.get("timeout")
     if timeout is not None and type(timeout).__name__ != "Timeout":  # an `httpx.Timeout` goes as it is
         # litellm takes what `float` reads; what it does not read failed as a connection error, retried
