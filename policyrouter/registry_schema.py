@@ -486,7 +486,10 @@ class ModelSpec(_Spec):
 
 
 class RegistrySpec(_Spec):
-    """The whole of `registry.yaml`."""
+    """The whole of `registry.yaml`. Top-level keys starting with `x-` are left alone: a place for YAML
+    anchors that the sections merge in (`<<: *anthropic`), as Compose files have."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"patternProperties": {"^x-": {}}})
 
     settings: SettingsSpec = Field(default_factory=SettingsSpec)
     providers: dict[DeclaredName, ProviderSpec] = Field(default_factory=_empty_dict)
@@ -496,10 +499,14 @@ class RegistrySpec(_Spec):
     @model_validator(mode="before")
     @classmethod
     def _empty_sections(cls, data: Any) -> Any:
-        """A section with nothing under it (`budgets:`) is an empty section."""
+        """A section with nothing under it (`budgets:`) is an empty section; an `x-` key is no section."""
         if not isinstance(data, dict):
             return data
-        return {key: {} if value is None and key in cls.model_fields else value for key, value in data.items()}
+        return {
+            key: {} if value is None and key in cls.model_fields else value
+            for key, value in data.items()
+            if not (isinstance(key, str) and key.startswith("x-"))
+        }
 
 
 def registry_json_schema() -> dict[str, Any]:

@@ -199,6 +199,24 @@ def test_objects_carry_the_span_of_their_key(example: Registry) -> None:
 # Defaults and overrides
 
 
+def test_x_keys_at_the_top_hold_anchors_the_sections_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = load_text(
+        tmp_path,
+        monkeypatch,
+        """
+        x-anthropic: &anthropic {litellm_provider: anthropic, quota: {limit: 5M, unit: tokens, window: 5h}}
+        providers:
+          work: {<<: *anthropic, api_key_env: KEY_WORK}
+          personal: {<<: *anthropic, api_key_env: KEY_PERSONAL}
+        """,
+    )
+    assert list(registry.providers) == ["work", "personal"]
+    assert {p.litellm_provider for p in registry.providers.values()} == {"anthropic"}
+    assert [p.api_key_env for p in registry.providers.values()] == ["KEY_WORK", "KEY_PERSONAL"]
+    error = diagnostics_of(tmp_path, monkeypatch, "y-anthropic: {}\n")  # only `x-` is left alone
+    assert [d.code for d in error.diagnostics] == ["registry-unknown-key"]
+
+
 def test_empty_registry_has_the_documented_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     registry = load_text(tmp_path, monkeypatch, "# nothing yet\nbudgets:\n")
     assert registry.settings.timezone_name == "UTC"
