@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 
 from policyrouter.diagnostics import did_you_mean
-from policyrouter.quantities import parse_duration
+from policyrouter.quantities import finite_number, parse_duration
 
 # Where a model's own keys go in this registry.
 _ON_A_DEPLOYMENT = {
@@ -51,8 +51,8 @@ def foreign_key_help(section: str, key: str, value: object) -> str | None:
         chain = [str(m) for m in value] if isinstance(value, list) and len(value) > 1 else ["gpt-4o", "haiku"]
         return f"fallbacks are written in a policy: `route {chain[0]} fallback {', '.join(chain[1:])}`"
     if section == "top" and key == "budget_usd_per_run":
-        usd = value if isinstance(value, (int, float)) and not isinstance(value, bool) else 5.0
-        return f"a run's budget is `budgets: {{run: {{usd: {usd:g}, hard: true}}}}`"
+        usd = finite_number(value)
+        return f"a run's budget is `budgets: {{run: {{usd: {5.0 if usd is None else usd:g}, hard: true}}}}`"
     if section == "top":
         return _AT_THE_TOP.get(key)
     return None
@@ -68,9 +68,8 @@ def _per_million(key: str, value: object) -> str:
         scale = 1e6
     else:
         return "…"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "…"
-    return f"{value * scale:.6g}"
+    number = finite_number(value)
+    return "…" if number is None else f"{number * scale:.6g}"
 
 
 _LENGTH_PARTS = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")

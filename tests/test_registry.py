@@ -554,3 +554,21 @@ def test_prices_and_registry_do_not_import_litellm(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "help"),
+    [
+        ("model", "usd_per_1k_output", 15e-3, "`price: {output_per_mtok: 15}`"),
+        ("deployment", "input_cost_per_token", 2.5e-6, "`price: {input_per_mtok: 2.5}`"),
+        ("model", "usd_per_1k_input", 10**400, "`price: {input_per_mtok: …}`"),  # raised OverflowError
+        ("top", "budget_usd_per_run", 10**400, "`budgets: {run: {usd: 5, hard: true}}`"),
+        ("top", "fallback_chain", ["a", "b", "c"], "`route a fallback b, c`"),
+        ("provider", "rpm_limit", 5, None),
+    ],
+)
+def test_keys_of_other_registries_say_where_they_go(section: str, key: str, value: object, help: str | None) -> None:
+    from policyrouter.registry_hints import foreign_key_help
+
+    found = foreign_key_help(section, key, value)
+    assert found == help if help is None else help in (found or "")
