@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 
 from policyrouter.diagnostics import did_you_mean
-from policyrouter.quantities import finite_number, parse_duration
+from policyrouter.quantities import QuantityError, finite_number, parse_duration
 
 # Where a model's own keys go in this registry.
 _ON_A_DEPLOYMENT = {
@@ -87,7 +87,10 @@ def window_help(text: str, names: Sequence[str]) -> str | None:
         return "the longest calendar window is `month`; a year is `365d`"
     parts = _LENGTH_PARTS.findall(words)
     if len(parts) > 1 and "".join(n + u for n, u in parts) == words.replace(" ", ""):
-        seconds = sum(parse_duration(n + u) for n, u in parts)
+        try:
+            seconds = sum(parse_duration(n + u) for n, u in parts)
+        except QuantityError:  # more digits than a float holds
+            return None
         return f"a length has one unit: `{_trim_length(seconds)}`"
     if len(parts) == 1 and words != "".join(parts[0]):  # `5 hours`, `30mins`
         return f"a length is a number and a unit, such as `{''.join(parts[0])}`"

@@ -572,3 +572,17 @@ def test_keys_of_other_registries_say_where_they_go(section: str, key: str, valu
 
     found = foreign_key_help(section, key, value)
     assert found == help if help is None else help in (found or "")
+
+
+@pytest.mark.parametrize(
+    ("text", "help"),
+    [
+        ("5h30m", "a length has one unit: `330m`"),
+        ("2 weeks", "a length in days: `14d`"),
+        ("9" * 400 + "h30m", None),  # the hint's arithmetic raised, and the error read as the hint's
+    ],
+)
+def test_windows_as_people_write_them_get_the_form_to_write(text: str, help: str | None) -> None:
+    from policyrouter.registry_hints import window_help
+
+    assert window_help(text, ("run", "day", "week", "month")) == help
