@@ -639,7 +639,7 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
         # on every deployment in turn.
         try:
             seconds = float(timeout) if not isinstance(timeout, bool) else math.nan
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             seconds = math.nan
         if not 0 < seconds < math.inf:
             raise ValueError(f"`timeout` is seconds, a number above 0, or an `httpx.Timeout`; got {timeout!r}")

@@ -70,6 +70,7 @@ def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -
         (hi(), {"request_id": 5}, TypeError, ["`request_id` is a string", "5"]),
         (hi(), {"timeout": "abc"}, ValueError, ["`timeout` is seconds", "'abc'"]),
         (hi(), {"timeout": 0}, ValueError, ["`timeout` is seconds", "above 0"]),
+        (hi(), {"timeout": 10**400}, ValueError, ["`timeout` is seconds"]),
         (hi(), {"stream": True, "stream_options": "usage"}, TypeError, ["`stream_options` is a mapping", "'usage'"]),
     ],
     ids=[
@@ -82,6 +83,7 @@ def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -
         "request id a number",
         "timeout not a number",
         "timeout zero",
+        "timeout too large for a float",
         "stream options not a mapping",
     ],
 )
