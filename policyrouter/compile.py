@@ -252,6 +252,13 @@ class _Compiler:
                     clause.condition.span,
                     "the clause can never fire: remove it",
                 )
+            elif cond.const is True and not cond.settled:  # `when true`, `when "a" < "b"`
+                self.warn(
+                    "condition-always-holds",
+                    "this condition is always true",
+                    clause.condition.span,
+                    "the `else` never fires: keep the action alone" if clause.otherwise else "keep the action alone",
+                )
             action = self.action(clause.action, route)
             otherwise = self.action(clause.otherwise, route) if clause.otherwise else None
             if clause.otherwise is not None and clause.otherwise == clause.action:  # spans aside
