@@ -455,6 +455,14 @@ class _Compiler:
         depth = max(left.depth, right.depth) + 1
         if not typed:  # reported once; the config will not load, so nothing is worked out
             return _Lowered(lambda ctx: None, "error", facts)
+        if lf is rf and left.const is MISSING:  # one reader on both sides: `quota(work) > quota(work)`
+            word = "always" if node.op in ("==", "<=", ">=") else "never"
+            self.warn(
+                f"condition-{word}-holds",
+                f"`{node.span.text}` compares a fact with itself",
+                node.span,
+                "one side likely meant another name",
+            )
         if left.const is not MISSING and right.const is not MISSING:
             value = op(left.const, right.const)
             return _Lowered(lambda ctx: value, "bool", facts, value)
