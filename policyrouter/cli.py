@@ -464,6 +464,9 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     if missing:
         print(f"error: no such file or directory: {', '.join(map(str, missing))}", file=sys.stderr)
         return EXIT_USAGE
+    if not files:
+        where = ", ".join(f"`{display_path(p)}`" for p in args.paths)
+        print(f"note: no `*.policy` file in {where}: nothing to format", file=sys.stderr)
     problems: list[Diagnostic] = []
     changed = []
     for path in files:
