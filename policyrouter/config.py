@@ -98,6 +98,16 @@ def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool, 
             help=_config_missing_help(directory),
         )
         return Config(directory, None, [], None, [problem], dict(custom_facts or {}))
+    policy_paths = sorted(directory.glob("*.policy"))
+    if not policy_paths and not registry_path.exists():  # nothing of a config here: say that, once
+        shown = display_path(directory)
+        problem = Diagnostic(
+            "config-missing",
+            f"`{shown}` is not a config directory: no `{REGISTRY_FILE}` and no `*.policy` file",
+            path=shown,
+            help=_config_missing_help(directory),
+        )
+        return Config(directory, None, [], None, [problem], dict(custom_facts or {}))
     diagnostics: list[Diagnostic] = []
     registry = None
     try:
@@ -105,7 +115,6 @@ def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool, 
     except ConfigError as e:
         diagnostics += e.diagnostics
     files = []
-    policy_paths = sorted(directory.glob("*.policy"))
     if not policy_paths:
         diagnostics.append(
             Diagnostic(

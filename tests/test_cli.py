@@ -549,3 +549,13 @@ def test_reading_commands_do_not_make_the_state_file(card: Path, run: Callable[.
         router.store.reserve(router.registry.models["sonnet"].deployments[0], tokens=1, cost=0.0)
     recorded = run("status", "--config", "cfg", "--format", "json")
     assert "note:" not in recorded.err and json.loads(recorded.out)["limits"][0]["reserved"] == 1
+
+
+def test_a_directory_with_nothing_of_a_config_says_so_once(run: Callable[..., Run]) -> None:
+    # It said "no registry file here" and warned "no `*.policy` file", two findings for a wrong directory.
+    result = run("check", ".")
+    assert result.code == 1
+    assert result.out.splitlines()[0] == (
+        ".: error[config-missing]: `.` is not a config directory: no `registry.yaml` and no `*.policy` file"
+    )
+    assert "no-policies" not in result.out and "registry-not-found" not in result.out
