@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from policyrouter.filecache import FileCache
     from policyrouter.registry import Registry
     from policyrouter.router import Router
+    from policyrouter.state.store import StateStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -270,8 +271,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, cache=_file_cache())
     registry = config.registry
-    reading = _state_for_reading(registry, note=False) if registry and not (args.fact or args.replay) else None
-    router = _router_from(config, run_id=args.run, state=reading)
+    missing = _missing_state_file(registry, note=False) if registry and not (args.fact or args.replay) else None
+    router = _router_from(config, run_id=args.run, state=None if missing is None else "memory://")
     if router is None:
         return EXIT_FAILED
     if args.replay is not None:
@@ -512,7 +513,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     if registry is None:
         return EXIT_FAILED
     options = {"run_id": args.run} if args.run else {}
-    with open_store(registry, _state_for_reading(registry), **options) as store:
+    missing = _missing_state_file(registry)
+    if missing is not None:  # the file's state, not made yet: name it, read it as a fresh one
+        from policyrouter.state.memory import MemoryStore
+
+        store: StateStore = MemoryStore(registry, f"sqlite:///{missing.resolve()}", **options)
+    else:
+        store = open_store(registry, **options)
+    with store:
         print(status_report(registry, store, args.format, run_id=args.run))
     return EXIT_OK
 
@@ -528,7 +536,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
         hint = did_you_mean(args.provider, registry.providers) or f"the registry's providers: {known}"
         print(f"error: unknown provider `{args.provider}`\nhelp: {hint}", file=sys.stderr)
         return EXIT_USAGE
-    if _state_for_reading(registry) is not None:  # nothing recorded: nothing to forget, no file to make
+    if _missing_state_file(registry) is not None:  # nothing recorded: nothing to forget, no file to make
         gone = 0
     else:
         with open_store(registry) as store:
@@ -537,11 +545,11 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _state_for_reading(registry: Registry, note: bool = True) -> str | None:
-    """`memory://` in place of an SQLite state file that does not exist yet (with a note, unless the
-    output shows the facts read). `explain`, `status` and `reset` only read what is recorded, and
-    nothing recorded reads as a fresh state: they would otherwise make the file, in the config
-    directory by default, and fail where that is read-only."""
+def _missing_state_file(registry: Registry, note: bool = True) -> Path | None:
+    """The SQLite state file, when it does not exist yet (with a note, unless the output shows the
+    facts read). `explain`, `status` and `reset` only read what is recorded, and nothing recorded
+    reads as a fresh state: opening the store would make the file, in the config directory by
+    default, and fail where that is read-only."""
     from policyrouter.config import display_path
     from policyrouter.state.url import state_file
 
@@ -550,7 +558,7 @@ def _state_for_reading(registry: Registry, note: bool = True) -> str | None:
         return None
     if note:
         print(f"note: no state recorded yet (no file {display_path(path)}): a fresh state", file=sys.stderr)
-    return "memory://"
+    return path
 
 
 def _registry_or_report(directory: Path) -> Registry | None:

@@ -543,6 +543,8 @@ def test_reading_commands_do_not_make_the_state_file(card: Path, run: Callable[.
     status = run("status", "--config", "cfg", "--format", "json")
     assert status.code == 0 and json.loads(status.out)["limits"][0]["used"] == 0, status.err
     assert "note: no state recorded yet (no file cfg/.policyrouter/state.db): a fresh state" in status.err
+    # It said `state: memory://`, as if the registry named no file: it names the file it will be.
+    assert json.loads(status.out)["store"] == f"sqlite:///{(card / '.policyrouter' / 'state.db').resolve()}"
     assert run("reset", "--config", "cfg", "--run", "r").out == "forgot 0 counters\n"
     (card / ".policyrouter").unlink()
     with policyrouter.load(card) as router:  # a call in flight: the file is made
