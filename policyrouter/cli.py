@@ -81,17 +81,26 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(check)
     check.add_argument("--strict", action="store_true", help="treat warnings as errors")
     check.add_argument("--notes", action="store_true", help="also show notes (informational findings)")
-    check.add_argument("--format", choices=("text", "json", "github"), default="text")
+    check.add_argument(
+        "--format", choices=("text", "json", "github"), default="text", help="text, JSON or GitHub annotations"
+    )
     check.add_argument("--max-diagnostics", type=_count_arg, default=50, metavar="N", help="show at most N (text)")
     check.set_defaults(handler=cmd_check)
 
     explain = commands.add_parser("explain", help="show where a request would go, and why")
     explain.add_argument("model", nargs="?", help="the model asked for (not with --replay)")
     _config_option(explain)
-    explain.add_argument("--requires", action="append", default=[], metavar="CAP")
+    explain.add_argument(
+        "--requires", action="append", default=[], metavar="CAP", help="a capability the request needs (repeatable)"
+    )
     explain.add_argument("--tokens", default="0", metavar="N", help="estimated prompt tokens (`2000`, `50k`)")
-    explain.add_argument("--max-tokens", default=None, metavar="N")
-    explain.add_argument("--tag", action="append", default=[], metavar="T")
+    explain.add_argument(
+        "--max-tokens",
+        default=None,
+        metavar="N",
+        help="the request's max_tokens (`4k`): counted in the context window and the cost",
+    )
+    explain.add_argument("--tag", action="append", default=[], metavar="T", help="a tag of the request (repeatable)")
     explain.add_argument(
         "--fact",
         action="append",
@@ -103,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--run", default=None, type=_run_id, metavar="RUN_ID", help="the run whose `run` budget live facts read"
     )
-    explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text, or the decision as JSON (`to_dict()`)"
+    )
     explain.add_argument("--replay", type=Path, metavar="EVENTS", help="a JSON-lines events file the executor wrote")
     explain.add_argument("--request-id", metavar="ID", help="with --replay: the request whose decision to replay")
     explain.set_defaults(handler=cmd_explain)
@@ -151,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--run", default=None, type=_run_id, metavar="RUN_ID", help="the run whose `run` budget to show"
     )
-    status.add_argument("--format", choices=("table", "json"), default="table")
+    status.add_argument("--format", choices=("table", "json"), default="table", help="a table, or JSON")
     status.set_defaults(handler=cmd_status)
 
     reset = commands.add_parser("reset", help="forget live state: a run's spend, or a provider's failures")
