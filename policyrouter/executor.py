@@ -66,6 +66,12 @@ log = logging.getLogger("policyrouter.executor")
 
 # Arguments that are the router's to set, per deployment: passing them is a mistake worth a clear error.
 RESERVED_KWARGS = ("api_key", "api_base", "base_url", "custom_llm_provider")
+# litellm's own fallbacks would call models outside the decision, its books and its budgets.
+POLICY_KWARGS = {
+    "fallbacks": "fallbacks are the policy's: write `fallback MODEL, …` in the model's route",
+    "context_window_fallback_dict": "a request too long for a deployment's context window goes to the next "
+    "deployment whose window is larger; name larger models with `fallback MODEL` in the route",
+}
 _litellm: ModuleType | None = None
 _T = TypeVar("_T")
 
@@ -630,6 +636,9 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
     for name in RESERVED_KWARGS:
         if name in kwargs:
             raise TypeError(f"`{name}` is set per deployment from the registry (`api_key_env`, `base_url`); remove it")
+    for name, instead in POLICY_KWARGS.items():
+        if name in kwargs:
+            raise TypeError(f"`{name}` is not taken: {instead}")
     options = kwargs.get("stream_options")
     if options is not None and not isinstance(options, Mapping):  # ours are merged into it
         raise TypeError(f"`stream_options` is a mapping, such as {{'include_usage': True}}; got {options!r}")

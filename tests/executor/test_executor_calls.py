@@ -72,6 +72,8 @@ def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -
         (hi(), {"timeout": 0}, ValueError, ["`timeout` is seconds", "above 0"]),
         (hi(), {"timeout": 10**400}, ValueError, ["`timeout` is seconds"]),
         (hi(), {"stream": True, "stream_options": "usage"}, TypeError, ["`stream_options` is a mapping", "'usage'"]),
+        (hi(), {"fallbacks": ["gpt-4o"]}, TypeError, ["`fallbacks` is not taken", "`fallback MODEL, …`"]),
+        (hi(), {"context_window_fallback_dict": {}}, TypeError, ["`context_window_fallback_dict`", "window is larger"]),
     ],
     ids=[
         "a string",
@@ -85,6 +87,8 @@ def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -
         "timeout zero",
         "timeout too large for a float",
         "stream options not a mapping",
+        "litellm's fallbacks",
+        "litellm's context-window fallbacks",
     ],
 )
 def test_arguments_that_cannot_be_sent_fail_before_anything_is_held(
