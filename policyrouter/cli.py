@@ -235,6 +235,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         ran: list[decision_tests.Outcome] = []
         if config.program is not None and not any(d.severity == "error" for d in found):
             ran, problems = decision_tests.run_files(Router(config), config.test_files(), cache)
+            problems = [d.as_error() if args.strict and d.severity == "warning" else d for d in problems]
             diagnostics += problems
             found += problems
             outcomes += ran
@@ -384,6 +385,9 @@ def cmd_test(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     elif args.format == "junit":
         print(decision_tests.junit_xml(outcomes, problems, files), end="")
+        warned = [d for d in problems if d.severity != "error"]
+        if warned:  # not test results: to the log, as coverage is
+            print(render(warned), file=sys.stderr)
         if report is not None:  # stdout is the XML, often redirected to a file: coverage goes to the log
             print(report.render(), file=sys.stderr)
         if under:
@@ -412,7 +416,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             print(f"note: no decision tests: no `*.yaml` file in {where}", file=sys.stderr)
         if under:
             print(f"error: {under_text}", file=sys.stderr)
-    failed = problems or any(not o.passed for o in outcomes)
+    failed = any(d.severity == "error" for d in problems) or any(not o.passed for o in outcomes)
     return EXIT_FAILED if failed or under else EXIT_OK
 
 

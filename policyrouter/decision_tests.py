@@ -23,6 +23,7 @@ from policyrouter.config import display_path
 from policyrouter.decision import Decision, token_count
 from policyrouter.diagnostics import Diagnostic, Source, Span, closest, did_you_mean
 from policyrouter.errors import REFUSAL_CODES, ConfigError, DecisionError, unknown_refusal
+from policyrouter.lint import suppress
 from policyrouter.quantities import parse_count
 from policyrouter.router import InvalidFacts, Router
 from policyrouter.text_files import read_config_text, unreadable
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from policyrouter.filecache import FileCache
 
 CASE_KEYS = ("name", "request", "facts", "expect")
+CLOCK_FACTS = ("hour", "weekday")  # what a dry run reads from the clock when the facts do not give it
 REQUEST_KEYS = ("model", "requires", "tokens", "max_tokens", "tags", "request_id")
 EXPECT_KEYS = ("order", "first", "error")
 
@@ -53,6 +55,12 @@ class Verdict:
     message: str = ""  # for a failure: expected vs actual, then the decision's explanation
     decision: Decision | None = field(default=None, compare=False, repr=False)  # also a refusal's
 
+    def clock_facts(self, facts: Mapping[str, Any] | None) -> dict[str, Any]:
+        """What the decision read from the clock, not from `facts`: `{"hour": 13}`. A case that reads
+        the clock may pass or fail with the time it runs."""
+        read = self.decision.facts if self.decision is not None else {}
+        return {key: read[key] for key in CLOCK_FACTS if key in read and key not in (facts or {})}
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -61,6 +69,20 @@ class Outcome:
     message: str = ""  # for a failure: expected vs actual, then the decision's explanation
     decision: Decision | None = field(default=None, compare=False, repr=False)  # None if none was made
     seconds: float = field(default=0.0, compare=False)
+    clock: Mapping[str, Any] = field(default_factory=dict, compare=False)  # facts read from the clock
+
+    def clock_warning(self) -> Diagnostic | None:
+        if not self.clock:
+            return None
+        read = " and ".join(f"`{key}` ({value})" for key, value in self.clock.items())
+        example = ", ".join(f"{key}: {value}" for key, value in self.clock.items())
+        return Diagnostic(
+            "test-reads-clock",
+            f"`{self.case.name}` read {read} from the clock: it may pass or fail with the time it runs",
+            self.case.span,
+            "warning",
+            help=f"give {'them' if len(self.clock) > 1 else 'it'} in the case's facts, e.g. `facts: {{{example}}}`",
+        )
 
     def render(self) -> str:
         head = f"{self.case.span}: {'PASS' if self.passed else 'FAIL'} {self.case.name}"
@@ -184,7 +206,8 @@ def _expect_problems(expect: Mapping[str, Any], source: Source) -> Iterator[Diag
 def run_case(router: Router, case: Case) -> Outcome:
     started = time.perf_counter()
     verdict = judge(router, case.request, case.facts, case.expect)
-    return Outcome(case, verdict.passed, verdict.message, verdict.decision, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return Outcome(case, verdict.passed, verdict.message, verdict.decision, seconds, verdict.clock_facts(case.facts))
 
 
 def judge(
@@ -243,12 +266,19 @@ def judge(
 def run_files(
     router: Router, paths: Sequence[Path], cache: FileCache | None = None
 ) -> tuple[list[Outcome], list[Diagnostic]]:
+    """Every case of `paths`, run; the problems are the files' (errors) and a warning for each case
+    that read the clock (unless a comment above the case allows `test-reads-clock`)."""
     outcomes: list[Outcome] = []
     problems: list[Diagnostic] = []
     for path in paths:
         cases, found = load_cases(path, cache)
         problems += found
-        outcomes += (run_case(router, c) for c in cases)
+        for case in cases:
+            outcome = run_case(router, case)
+            outcomes.append(outcome)
+            warning = outcome.clock_warning()
+            if warning is not None:
+                problems += suppress([warning])
     return outcomes, problems
 
 
@@ -260,7 +290,8 @@ def summary(outcomes: Sequence[Outcome]) -> str:
 def junit_xml(outcomes: Sequence[Outcome], problems: Sequence[Diagnostic], files: Sequence[Path] = ()) -> str:
     """JUnit XML for CI systems: one `<testsuite>` per file, one `<testcase>` per case. A failure's
     `message` is the expected and actual line; its text is what `policyrouter test` prints. A problem
-    in a file (invalid YAML, an unknown key) is an `<error>` testcase of that file's suite."""
+    in a file (invalid YAML, an unknown key) is an `<error>` testcase of that file's suite; warnings
+    are not test results, and are left out."""
     from xml.etree import ElementTree
 
     from policyrouter.diagnostics import render
@@ -268,7 +299,7 @@ def junit_xml(outcomes: Sequence[Outcome], problems: Sequence[Diagnostic], files
     by_file: dict[str, tuple[list[Outcome], list[Diagnostic]]] = {display_path(f): ([], []) for f in files}
     for outcome in outcomes:
         by_file.setdefault(outcome.case.span.path, ([], []))[0].append(outcome)
-    for problem in problems:
+    for problem in (p for p in problems if p.severity == "error"):
         where = problem.span.path if problem.span is not None else problem.path or ""
         by_file.setdefault(where, ([], []))[1].append(problem)
     root = ElementTree.Element("testsuites", name="policyrouter decision tests")

@@ -14,6 +14,7 @@ Installed with the package, pytest loads it by itself (entry point `pytest11`); 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,6 +149,14 @@ def assert_routes(
     verdict = judge(router, request, facts, expect)
     if not verdict.passed:
         raise AssertionError(verdict.message)
+    clock = verdict.clock_facts(facts)
+    if clock:
+        read = " and ".join(f"`{key}` ({value})" for key, value in clock.items())
+        warnings.warn(
+            f"the decision read {read} from the clock: give it in `facts`, or the test may pass or fail with "
+            "the time it runs",
+            stacklevel=2,
+        )
     return verdict.decision
 
 
@@ -210,6 +219,9 @@ class DecisionCase(pytest.Item):
         outcome = run_case(self.router, self.case)
         if not outcome.passed:
             raise DecisionTestFailed(outcome)
+        warning = outcome.clock_warning()
+        if warning is not None:
+            self.warn(pytest.PytestWarning(f"{warning.message} ({warning.help})"))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, DecisionTestFailed):

@@ -205,3 +205,59 @@ def test_the_cli_renders_them_with_a_position(
     assert "cfg/tests/bad.yaml:3:3: error[test-invalid]: unknown key `expcet`" in out
     assert "did you mean `expect`?" in out
     assert out.strip().splitlines()[-1] == "1 passed, 0 failed"
+
+
+NIGHT = "route sonnet when hour >= 22 or weekday == 7 prefer personal\n"
+# (name, facts of the case, the clock facts the warning names: none, no warning)
+CLOCK_CASES = [
+    ("neither given", "", ["hour", "weekday"]),
+    ("hour given, weekday read", "  facts: {hour: 9}\n", ["weekday"]),
+    ("hour holds: weekday never read", "  facts: {hour: 23}\n", []),
+    ("both given", "  facts: {hour: 9, weekday: 3}\n", []),
+]
+
+
+@pytest.mark.parametrize(("facts", "named"), [c[1:] for c in CLOCK_CASES], ids=[c[0] for c in CLOCK_CASES])
+def test_a_case_that_reads_the_clock_is_a_warning(
+    make_config: Callable[..., Path], facts: str, named: list[str]
+) -> None:
+    # Such a case passed or failed with the time it ran: in CI, one that passed on Friday failed on Sunday.
+    case = f"- name: at night\n  request: {{model: sonnet}}\n{facts}  expect: {{first: personal}}\n"
+    directory = make_config(REGISTRY, NIGHT, tests={"cases.yaml": case})
+    outcomes, problems = decision_tests.run_files(policyrouter.load(directory), [directory / "tests" / "cases.yaml"])
+    assert len(outcomes) == 1
+    if not named:
+        assert problems == []
+        return
+    (warning,) = problems
+    assert (warning.code, warning.severity) == ("test-reads-clock", "warning")
+    assert warning.span is not None and (warning.span.line, warning.span.column) == (1, 3)
+    for fact in ("hour", "weekday"):
+        assert (f"`{fact}`" in warning.message) == (fact in named)
+        assert (f"{fact}: " in (warning.help or "")) == (fact in named)
+
+
+def test_the_clock_warning_can_be_allowed_as_a_lint_can(make_config: Callable[..., Path]) -> None:
+    allowed = "# policyrouter: allow test-reads-clock\n"
+    case = allowed + "- name: any time\n  request: {model: sonnet}\n  expect: {first: work}\n"
+    directory = make_config(REGISTRY, NIGHT, tests={"cases.yaml": case})
+    outcomes, problems = decision_tests.run_files(policyrouter.load(directory), [directory / "tests" / "cases.yaml"])
+    assert len(outcomes) == 1 and outcomes[0].clock and problems == []
+
+
+def test_the_clock_warning_fails_only_a_strict_check(
+    make_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Work comes first at any hour, so the case passes whenever it runs; it still reads the clock.
+    case = "- name: work first\n  request: {model: sonnet}\n  expect: {first: work}\n"
+    directory = make_config(REGISTRY, "route sonnet when hour >= 22 prefer work\n", tests={"cases.yaml": case})
+    monkeypatch.chdir(directory.parent)
+    assert cli.main(["test", "--config", "cfg"]) == 0
+    assert "warning[test-reads-clock]" in capsys.readouterr().out
+    assert cli.main(["test", "--config", "cfg", "--format", "junit"]) == 0
+    junit = capsys.readouterr()
+    assert 'tests="1" failures="0" errors="0"' in junit.out and "test-reads-clock" in junit.err
+    assert cli.main(["check", "cfg"]) == 0
+    assert "0 errors, 1 warning, 1 passed, 0 failed" in capsys.readouterr().out
+    assert cli.main(["check", "cfg", "--strict"]) == 1
+    assert "error[test-reads-clock]" in capsys.readouterr().out

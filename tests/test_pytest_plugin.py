@@ -212,6 +212,37 @@ def test_assert_routes_failure_shows_expected_actual_and_why(sample: Path) -> No
     assert "2 failed" in out
 
 
+def test_a_decision_that_reads_the_clock_warns(sample: Path) -> None:
+    # With 10% of work's quota left, personal comes first at any hour, so the tests pass whenever they
+    # run; those not given `hour` read it from the clock.
+    policy = sample / "routing.policy"
+    clause = "when hour >= 22 and quota(work) < 5% only work\n    when quota(work) > 20%"
+    policy.write_text(policy.read_text().replace("when quota(work) > 20%", clause))
+    (sample / "tests" / "test_clock.py").write_text(
+        textwrap.dedent(
+            """\
+            from policyrouter.pytest_plugin import assert_routes
+
+
+            def test_any_hour(policy_router):
+                assert_routes(policy_router, "sonnet", first="personal", facts={"quota": {"work": "10%"}, "hour": 23})
+                assert_routes(policy_router, "sonnet", first="personal", facts={"quota": {"work": "10%"}})
+            """
+        )
+    )
+    (sample / "tests" / "clock.yaml").write_text(
+        "- name: personal at any hour\n  request: {model: sonnet}\n  facts: {quota: {work: 10%}}\n"
+        "  expect: {first: personal}\n"
+    )
+    result = run_pytest(sample, "tests/test_clock.py", "tests/clock.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "2 passed, 2 warnings" in out
+    assert "tests/test_clock.py:6: UserWarning: the decision read `hour` (" in out  # the second call only
+    assert "PytestWarning: `personal at any hour` read `hour` (" in out
+    assert "facts: {hour: " in out
+
+
 def test_assert_routes_checks_its_arguments(sample: Path) -> None:
     (sample / "tests" / "test_args.py").write_text(
         textwrap.dedent(
