@@ -577,8 +577,12 @@ def _missing_state_file(registry: Registry, note: bool = True) -> Path | None:
 
 
 def _registry_or_report(directory: Path) -> Registry | None:
-    from policyrouter.config import read_registry
+    from policyrouter.config import config_missing, read_registry
 
+    missing = config_missing(directory)
+    if missing is not None:
+        print(render([missing]), file=sys.stderr)
+        return None
     try:
         return read_registry(directory / "registry.yaml", _file_cache())
     except ConfigError as e:

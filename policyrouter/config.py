@@ -87,27 +87,25 @@ def load_config(
         return _load(directory, facts, deep, cache)
 
 
+def config_missing(directory: Path) -> Diagnostic | None:
+    """The `config-missing` error when `directory` is none, or holds nothing of a config (said once,
+    rather than as a missing registry and a missing policy)."""
+    shown = display_path(directory)
+    if not directory.is_dir():
+        message = f"`{shown}` is not a directory" if directory.exists() else f"no directory `{shown}`"
+    elif not (directory / REGISTRY_FILE).exists() and next(directory.glob("*.policy"), None) is None:
+        message = f"`{shown}` is not a config directory: no `{REGISTRY_FILE}` and no `*.policy` file"
+    else:
+        return None
+    return Diagnostic("config-missing", message, path=shown, help=_config_missing_help(directory))
+
+
 def _load(directory: Path, custom_facts: Mapping[str, Fact] | None, deep: bool, cache: FileCache | None) -> Config:
     registry_path = directory / REGISTRY_FILE
-    if not directory.is_dir():
-        shown = display_path(directory)
-        problem = Diagnostic(
-            "config-missing",
-            f"`{shown}` is not a directory" if directory.exists() else f"no directory `{shown}`",
-            path=shown,
-            help=_config_missing_help(directory),
-        )
-        return Config(directory, None, [], None, [problem], dict(custom_facts or {}))
+    missing = config_missing(directory)
+    if missing is not None:
+        return Config(directory, None, [], None, [missing], dict(custom_facts or {}))
     policy_paths = sorted(directory.glob("*.policy"))
-    if not policy_paths and not registry_path.exists():  # nothing of a config here: say that, once
-        shown = display_path(directory)
-        problem = Diagnostic(
-            "config-missing",
-            f"`{shown}` is not a config directory: no `{REGISTRY_FILE}` and no `*.policy` file",
-            path=shown,
-            help=_config_missing_help(directory),
-        )
-        return Config(directory, None, [], None, [problem], dict(custom_facts or {}))
     diagnostics: list[Diagnostic] = []
     registry = None
     try:

@@ -553,6 +553,14 @@ def test_reading_commands_do_not_make_the_state_file(card: Path, run: Callable[.
     assert "note:" not in recorded.err and json.loads(recorded.out)["limits"][0]["reserved"] == 1
 
 
+@pytest.mark.parametrize("command", [["status"], ["reset", "--run", "r"]], ids=["status", "reset"])
+def test_status_and_reset_name_a_wrong_directory_as_check_does(run: Callable[..., Run], command: list[str]) -> None:
+    # They said "nowhere/registry.yaml: no registry file here", as if only the registry were missing.
+    result = run(*command, "--config", "nowhere")
+    assert result.code == 1
+    assert result.err.splitlines()[0] == "nowhere: error[config-missing]: no directory `nowhere`"
+
+
 def test_a_directory_with_nothing_of_a_config_says_so_once(run: Callable[..., Run]) -> None:
     # It said "no registry file here" and warned "no `*.policy` file", two findings for a wrong directory.
     result = run("check", ".")
