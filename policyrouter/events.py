@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Union
 
+from policyrouter.forks import renew_locks_after_fork
+
 log = logging.getLogger("policyrouter.events")
 
 EVENT_KINDS = (
@@ -68,8 +70,12 @@ class FileSink:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
         self._file: IO[str] | None = None
+        self._new_locks()
+        renew_locks_after_fork(self)
+
+    def _new_locks(self) -> None:
+        self._lock = threading.Lock()
 
     def __call__(self, record: dict[str, Any]) -> None:
         self.write_line(_encode(record))
@@ -98,6 +104,10 @@ class StreamSink:
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
+        self._new_locks()
+        renew_locks_after_fork(self)
+
+    def _new_locks(self) -> None:
         self._lock = threading.Lock()
 
     def __call__(self, record: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from policyrouter.errors import ConfigError, PolicyRouterError
 from policyrouter.evaluate import decide
 from policyrouter.events import Events, Redactor, SinkSpec
 from policyrouter.facts import Fact, FactsError, FactSource, StaticFacts
+from policyrouter.forks import renew_locks_after_fork
 from policyrouter.program import Program
 from policyrouter.quantities import finite_number
 from policyrouter.registry import Registry
@@ -65,7 +66,8 @@ class Router:
         self._staleness = staleness
         self._store: StateStore | None = None
         self._live: LiveFacts | None = None
-        self._lock = threading.Lock()
+        self._new_locks()
+        renew_locks_after_fork(self)
         self.redact = Redactor(p.api_key_env for p in self.registry.providers.values() if p.api_key_env)
         self._owns_events = not isinstance(events, Events)
         self.events: Events = events if isinstance(events, Events) else Events(events)
@@ -232,6 +234,9 @@ class Router:
 
             self._executor = Executor(self.executor_options or ExecutorOptions(), self.events, self.redact)
         return self._executor
+
+    def _new_locks(self) -> None:
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         """Close the state store if this router opened it (a store passed in stays open), and the

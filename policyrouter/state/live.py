@@ -27,6 +27,7 @@ from typing import Any
 from cachetools import TTLCache
 
 from policyrouter.facts import MISSING
+from policyrouter.forks import renew_locks_after_fork
 from policyrouter.registry import GLOBAL_BUDGETS, Deployment, Registry
 from policyrouter.state import layout as keys
 from policyrouter.state.errors import StateError
@@ -100,13 +101,17 @@ class LiveFacts:
         self._cache: TTLCache[str, Any] = TTLCache(maxsize=maxsize, ttl=ttl, timer=timer)
         self._latest: list[_Snapshot | None] = [None]  # the snapshot, shared with decision views
         self._outage: list[tuple[float, StateError] | None] = [None]  # a failure of the store, and until when
-        self._lock = threading.Lock()
+        self._new_locks()
+        renew_locks_after_fork(self)
         self._pinned: datetime | None = None
         self._pinned_ts = 0.0  # the same instant, in epoch seconds
         self._held: _Snapshot | None = None  # a decision view's snapshot, taken once
         self._facts: _Derived | None = None  # a decision view's kept fact values
         self._stale: set[str] = set()  # counters this process wrote since they were cached
         self._tz = self.registry.settings.timezone
+
+    def _new_locks(self) -> None:
+        self._lock = threading.Lock()  # decision views share it; one made before a fork lives one decision
 
     def for_decision(self) -> LiveFacts:
         """A view with the time fixed at now, sharing this cache: one decision sees one instant. It

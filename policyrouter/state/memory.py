@@ -28,11 +28,14 @@ class MemoryStore(StateStore):
 
     def __init__(self, registry: Registry, url: str = "memory://", **options: Any) -> None:
         super().__init__(registry, url, **options)
-        self._lock = threading.Lock()
         self._cells: dict[str, _Cell] = {}
         self._lists: dict[str, list[float]] = {}
         self._reservations: dict[str, tuple[float, tuple[Hold, ...]]] = {}
         self._next_lease_end = math.inf  # no reservation's lease ends before this
+
+    def _new_locks(self) -> None:
+        super()._new_locks()
+        self._lock = threading.Lock()
 
     def _live(self, key: str, now: float) -> _Cell | None:
         cell = self._cells.get(key)

@@ -89,9 +89,12 @@ class SQLiteStore(StateStore):
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._conns: list[_Opened] = []
-        self._conns_lock = threading.Lock()
         self._next_sweep = -math.inf  # store time of the next deletion of expired counters
         self._conn()  # open and check the file now: a foreign file fails here, not mid-request
+
+    def _new_locks(self) -> None:
+        super()._new_locks()
+        self._conns_lock = threading.Lock()
 
     # -- connections --------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from typing import ClassVar, Literal, NamedTuple
 
 from policyrouter.decision import new_id
+from policyrouter.forks import renew_locks_after_fork
 from policyrouter.registry import Deployment, Registry
 from policyrouter.state import layout as keys
 from policyrouter.state.errors import (
@@ -118,6 +119,10 @@ class StateStore(ABC):
         self.reservation_ttl = reservation_ttl
         self.latency_samples = latency_samples
         self._pending: list[tuple[str, tuple[Op, ...]]] = []
+        self._new_locks()
+        renew_locks_after_fork(self)
+
+    def _new_locks(self) -> None:
         self._pending_lock = threading.Lock()
 
     def __repr__(self) -> str:

@@ -8,12 +8,16 @@ over the requests that went through.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,3 +202,76 @@ def test_a_process_killed_mid_traffic_loses_no_settled_spend(shared_store_factor
     settled, _ = run_spend(store)
     # every confirmed settle is there; at most one more committed before its confirmation was sent
     assert confirmed * 0.01 - 1e-9 <= settled <= (confirmed + 1) * 0.01 + 1e-9
+
+
+FORK_REGISTRY = """\
+providers:
+  work: {litellm_provider: anthropic, quota: {limit: 5M, unit: tokens, window: 5h}}
+  personal: {litellm_provider: anthropic}
+models:
+  sonnet:
+    price: {input_per_mtok: 3.00, output_per_mtok: 15.00}
+    deployments: [{provider: work, model_id: claude-sonnet-4}, {provider: personal, model_id: claude-sonnet-4}]
+budgets:
+  run: {usd: 5.00, hard: true}
+"""
+FORK_SCRIPT = """
+import os, signal, sys, threading
+import policyrouter
+
+router = policyrouter.load(sys.argv[1], state=sys.argv[2], events=sys.argv[3])
+router.decide("sonnet")  # opens the store and the live facts
+store, live, sink = router.store, router.live_facts, router.events._sinks[0]
+held, done = threading.Event(), threading.Event()
+
+def hold():  # another thread of the parent holds every lock of ours when the parent forks
+    locks = [router._lock, live._lock, sink._lock, store._pending_lock]
+    locks += [getattr(store, name) for name in ("_lock", "_conns_lock") if hasattr(store, name)]
+    for lock in locks:
+        lock.acquire()
+    held.set()
+    done.wait()
+    for lock in locks:
+        lock.release()
+
+threading.Thread(target=hold, daemon=True).start()
+held.wait()
+child = os.fork()
+if child == 0:
+    signal.alarm(20)  # a child that waits on a lock for good is killed: exit code -14
+    threading.Thread(target=lambda: None).start()  # a fresh SQLite connection in another thread
+    deployment = router.registry.models["sonnet"].deployments[0]
+    reservation = store.reserve(deployment, tokens=100, cost=0.01)
+    store.settle(reservation, input_tokens=50, output_tokens=50, cost=0.01)
+    live.clear()
+    router.decide("sonnet")
+    router.events.emit("child", request_id="r", run_id="child-run")
+    router.run("child-run").decide("sonnet")
+    os._exit(0)
+_, status = os.waitpid(child, 0)
+done.set()
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.parametrize("state", ["memory://", "sqlite:///state.db"])
+def test_a_child_forked_while_another_thread_holds_our_locks_does_not_wait_for_them(tmp_path: Path, state: str) -> None:
+    # Only the forking thread lives on in a child: a lock another thread held stayed held there for
+    # good, and the child's first reservation, decision or event waited forever.
+    config = tmp_path / "cfg"
+    config.mkdir()
+    (config / "registry.yaml").write_text(FORK_REGISTRY)
+    (config / "card.policy").write_text("route sonnet when quota(work) > 20% prefer work else personal\n")
+    events = tmp_path / "events.jsonl"
+    repo = str(Path(__file__).parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, str(config), state, str(events)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0", done.stderr  # the child finished; -14: it waited on a lock
+    assert [json.loads(line)["event"] for line in events.read_text().splitlines()] == ["child"]
