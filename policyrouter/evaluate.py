@@ -218,7 +218,9 @@ def _refusal(program: Program, decision: Decision, walk: _Walk) -> DecisionError
         offering = [m.name for m in program.registry.models.values() if needed <= m.capabilities]
         return DecisionError(
             "unsupported_capability",
-            f"no deployment of `{decision.request.model}` or its fallbacks offers {_listing(sorted(needed))}"
+            f"no deployment of `{decision.request.model}` or its fallbacks offers "
+            + ("all of " if len(needed) > 1 else "")
+            + _listing(sorted(needed))
             + (f"; models that do: {_listing(offering)}" if offering else "; no model in the registry does")
             + _unknown_capabilities(needed, program.registry.settings.capabilities),
             decision,

@@ -614,6 +614,7 @@ def test_a_requested_name_that_is_no_capability_gets_the_closest_one(
 ) -> None:
     error = _refusal(router_for(REGISTRY, CARD), "sonnet", requires=["tool", "pdf", "xyzzy"], facts={})
     assert error.code == "unsupported_capability"
+    assert error.message.startswith("no deployment of `sonnet` or its fallbacks offers all of `pdf`, `tool`, `xyzzy`;")
     assert error.message.endswith(
         "; `tool` is not a capability name (did you mean `tools`?); `xyzzy` is not a capability name"
     )
