@@ -3,7 +3,8 @@
 A route with at most one deciding clause (`when`, `otherwise` or a bare action) and no comment
 inside fits on one line when it is short enough; any other route is a block with one clause per
 line. A `when` whose comments sit beside more than its last part keeps a line per part (the
-condition, the action, `else`), each with its comments. Whatever is joined onto one line keeps the
+condition, or each operand of an `and`/`or` written over several lines; the action; `else`), each
+with its comments, and so does a `let` of such an `and`/`or`. Whatever is joined onto one line keeps the
 last comment of its lines at its end and puts any before it on lines of their own above it: a
 comment is never merged into another. Statements keep a blank line between them where the source
 had one. Expressions are printed
@@ -68,6 +69,9 @@ class _Printer:
 
     def statement(self, node: ast.Statement) -> None:
         if isinstance(node, ast.Let):
+            parts = operand_parts(f"let {node.name.name} = ", node.value)
+            if self.split(parts, node.span.line):
+                return
             self.out += self.commented(f"let {node.name.name} = {expr(node.value)}", node.span.line, node.span.end_line)
             return
         head = f"route {node.target.name}"
@@ -91,19 +95,34 @@ class _Printer:
         """The clause on one line with its comments (see `commented`); but a `when` with comments
         beside more than its last part keeps a line per part, each part's comments with it."""
         if isinstance(node, ast.When) and node.span.end_line > node.span.line:
-            # each part with the last line of its text; its comments are on the lines after the part before
-            parts = [(f"when {expr(node.condition)}", node.condition.span.end_line)]
+            parts = operand_parts("when ", node.condition)
             parts.append((action(node.action), node.action.span.end_line))
             if node.otherwise is not None:
                 parts.append((f"else {otherwise(node)}", node.otherwise.span.end_line))
-            starts = [node.span.line] + [end + 1 for _, end in parts[:-1]]
-            lines = [(text, start, end) for (text, end), start in zip(parts, starts, strict=True)]
-            if any(line in self.comments for _, start, end in lines[:-1] for line in range(start, end + 1)):
-                out = []
-                for i, (text, start, end) in enumerate(lines):
-                    out += [(INDENT if i else "") + line for line in self.commented(text, start, end)]
-                return out
+            lines = self.line_per_part(parts, node.span.line)
+            if lines is not None:
+                return lines
         return self.commented(clause(node), node.span.line, node.span.end_line)
+
+    def line_per_part(self, parts: list[tuple[str, int]], first: int) -> list[str] | None:
+        """A line per part (its text and the last line of its source), each with the comments of its
+        source lines, when a part before the last has one; else None. Lines after the first are
+        indented."""
+        starts = [first] + [end + 1 for _, end in parts[:-1]]
+        lines = [(text, start, end) for (text, end), start in zip(parts, starts, strict=True)]
+        if not any(line in self.comments for _, start, end in lines[:-1] for line in range(start, end + 1)):
+            return None
+        out = []
+        for i, (text, start, end) in enumerate(lines):
+            out += [(INDENT if i else "") + line for line in self.commented(text, start, end)]
+        return out
+
+    def split(self, parts: list[tuple[str, int]], first: int) -> bool:
+        """Print a statement a line per part if its comments ask for it (see `line_per_part`)."""
+        lines = self.line_per_part(parts, first) if len(parts) > 1 else None
+        if lines is not None:
+            self.out += lines
+        return lines is not None
 
     def commented(self, text: str, first: int, last: int) -> list[str]:
         """`text`, printed on one line, with the comments of the lines `first`..`last` it came from:
@@ -113,6 +132,17 @@ class _Printer:
 
 
 _ACTIONS = (ast.Prefer, ast.Only, ast.Avoid, ast.Use, ast.Deny)
+
+
+def operand_parts(head: str, condition: ast.Expr) -> list[tuple[str, int]]:
+    """`head` and a condition as parts to print a line each (with the last source line of each): an
+    `and`/`or` chain written over several lines gives a part per operand, which keeps each
+    operand's comment beside it; any other condition is one part."""
+    if not isinstance(condition, (ast.And, ast.Or)) or condition.span.end_line == condition.span.line:
+        return [(head + expr(condition), condition.span.end_line)]
+    own, word = _PRECEDENCE[type(condition)], "and " if isinstance(condition, ast.And) else "or "
+    first, *rest = condition.operands
+    return [(head + expr(first, own), first.span.end_line)] + [(word + expr(o, own), o.span.end_line) for o in rest]
 
 
 def clause(node: ast.Clause | ast.Action) -> str:

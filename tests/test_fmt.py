@@ -73,6 +73,16 @@ GOLDEN = [
         "route s {\n    when quota(w) > 20%  # room\n        prefer w  # cheaper\n        else p  # the other\n}\n",
     ),
     (
+        "an and over lines with a comment per operand keeps a line per operand",
+        'route s {\n    when quota(w) > 20%  # room\n      and not tag("i")   # batch\n        prefer w\n}\n',
+        'route s {\n    when quota(w) > 20%  # room\n        and not tag("i")  # batch\n        prefer w\n}\n',
+    ),
+    (
+        "so does a let of one",
+        "let t = a or  # one\n  (b and c)  # two\n",
+        "let t = a  # one\n    or b and c  # two\n",
+    ),
+    (
         "a comment at the end of a when alone keeps it on one line",
         "route x {\n    when a\n        prefer p  # why\n    fallback y\n}\n",
         "route x {\n    when a prefer p  # why\n    fallback y\n}\n",
