@@ -21,7 +21,7 @@ from policyrouter.eligibility import check_for
 from policyrouter.facts import MISSING, Fact
 from policyrouter.program import STRATEGIES, Condition, FactRef, ModelPlan, Program
 from policyrouter.quantities import format_quantity
-from policyrouter.registry import GLOBAL_BUDGETS, Budget, Deployment, Registry, meant_capability
+from policyrouter.registry import GLOBAL_BUDGETS, Deployment, Registry, meant_capability
 
 Type = str  # share | money | count | duration | string | bool | error
 
@@ -682,14 +682,20 @@ class _Compiler:
         plans = {}
         # unpriced deployments under a hard budget, found here while each deployment is at hand (a pass
         # of its own over a large registry cost more), warned about after the cycle errors as before
-        unpriced: list[tuple[Deployment, list[Budget]]] = []
+        unpriced: list[tuple[Deployment, list[str]]] = []
         for name, model in reg.models.items():
             route = chosen.get(name, program.EMPTY_ROUTE)
             checks = []
             for d in model.deployments:
                 budgets = reg.budgets_for(d)
                 checks.append(check_for(reg, d, budgets))
-                if d.price is None and (hard := [b for b in budgets if b.hard]):
+                quota = reg.providers[d.provider].quota
+                usd_quota = (
+                    [f"the `{d.provider}` quota in USD"]
+                    if quota is not None and quota.hard and quota.unit == "usd"
+                    else []
+                )
+                if d.price is None and (hard := [f"hard budget `{b.name}`" for b in budgets if b.hard] + usd_quota):
                     unpriced.append((d, hard))
             plans[name] = ModelPlan(model, route, model.deployments, tuple(checks))
         self.cycles(plans, routes)
@@ -772,13 +778,14 @@ class _Compiler:
                     else "a `use` chain must end at a model whose route does not `use` its way back",
                 )
 
-    def unpriced_budgets(self, unpriced: list[tuple[Deployment, list[Budget]]]) -> None:
-        """Deployments with no price under a hard budget: the budget cannot be checked before the call."""
+    def unpriced_budgets(self, unpriced: list[tuple[Deployment, list[str]]]) -> None:
+        """Deployments with no price under a hard budget, or a hard quota counted in USD: the limit
+        cannot be checked before the call, nor the call counted against it."""
         policy = self.registry.settings.unknown_price
-        for d, hard in unpriced:
+        for d, limits in unpriced:
             self.warn(
                 "unpriced-hard-budget",
-                f"`{d}` has no known price, but hard budget {_names(b.name for b in hard)} applies",
+                f"`{d}` has no known price, but {' and '.join(limits)} {'apply' if len(limits) > 1 else 'applies'}",
                 d.span,
                 f"give the model a `price:` in registry.yaml; until then `settings.unknown_price: {policy}` decides",
             )

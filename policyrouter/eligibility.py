@@ -73,6 +73,7 @@ class _DeploymentCheck:
             return "context_window", f"context window {_count(self.window)} < {_count(ctx.context_tokens)} tokens"
         read, facts = ctx.read, ctx.facts
         quota = self.quota
+        unpriced = False  # a quota in USD and no price: the quota cannot be checked, nor count the call
         if quota is not None:
             share = read.get(self.quota_key)
             if share is None:
@@ -80,8 +81,12 @@ class _DeploymentCheck:
             left = share * quota.limit
             if quota.unit == "tokens":
                 need: float = ctx.quota_tokens
+            elif quota.unit == "requests":
+                need = 1.0
             else:
-                need = 1.0 if quota.unit == "requests" else (ctx.cost(self.deployment) or 0.0)
+                cost = ctx.cost(self.deployment)
+                unpriced = cost is None
+                need = cost or 0.0
             if left <= 0 or left < need:
                 state = "used up" if left <= 0 else f"has {_share(share)} left, less than this request needs"
                 return "quota", f"`{name}` quota {state} ({quota.window} window)"
@@ -100,6 +105,8 @@ class _DeploymentCheck:
             cooling = read[self.cooldown_key] = facts.cooldown(name)
         if cooling > 0:
             return "cooldown", f"`{name}` is cooling down after failures ({format_quantity('duration', cooling)} left)"
+        if unpriced and self.deny_unknown_price:
+            return "unknown_price", f"price unknown while the `{name}` quota counts USD"
         hard = self.hard
         if not hard:
             return None

@@ -78,6 +78,8 @@ _LENGTH_PARTS = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 def window_help(text: str, names: Sequence[str]) -> str | None:
     """How to write the window that `text` likely means."""
     words = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", words):
+        return f"a length needs its unit: `{words}s`, `{words}m`, `{words}h` or `{words}d`"
     weeks = re.fullmatch(r"(\d*)\s*(w|wk|weeks?|weekly)", words)
     if weeks and weeks.group(1) not in ("", "1"):
         return f"a length in days: `{7 * int(weeks.group(1))}d`"

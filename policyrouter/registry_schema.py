@@ -84,6 +84,7 @@ Loc = tuple[str | int, ...]  # a path of keys and list indexes into the YAML, as
 
 _DEFAULTS = Settings(timezone=timezone.utc)
 _WINDOW_NAMES = ("run", *CALENDAR_WINDOWS)
+MIN_WINDOW, MAX_WINDOW = 0.001, 3650 * 86400.0  # seconds: 1ms to ten years
 _ENV_VAR_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _LOWER_ENV_VAR_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _SECRET_PREFIXES = ("sk-", "sk_", "pk-", "rk-", "gsk_", "xai-", "hf_", "ghp_", "AIza", "AKIA")
@@ -145,12 +146,14 @@ def _count(value: object) -> float:
     try:
         amount = parse_count(value)
     except QuantityError:
+        if isinstance(value, str) and value.strip().startswith("-"):
+            raise _error("registry-value", f"expected a non-negative count, got {_describe(value)}") from None
         hint = "`M` is million; `m` means minutes" if str(value).endswith("m") else None
         raise _error(
             "registry-type", f"expected a count such as `50`, `400k` or `1.5M`, got {_describe(value)}", hint
         ) from None
     if amount < 0:
-        raise _error("registry-value", "expected a non-negative count")
+        raise _error("registry-value", f"expected a non-negative count, got {_describe(value)}")
     return amount
 
 
@@ -191,16 +194,27 @@ def _window(value: object) -> Window:
             return Window(value)
         seconds = _fixed_length(value)
         if seconds is not None:
+            if not MIN_WINDOW <= seconds <= MAX_WINDOW:
+                raise _error(
+                    "registry-value",
+                    f"a window is from `1ms` to `{MAX_WINDOW / 86400:.0f}d` long, got `{value}`",
+                    "a window longer than a month is rarely meant: `month` resets on the 1st"
+                    if seconds > MAX_WINDOW
+                    else None,
+                )
             return Window(value, seconds)
     raise _error(
         "registry-value" if isinstance(value, str) else "registry-type",
         f"expected a window: `run`, `day`, `week`, `month` or a length such as `1m` or `5h`, got {_describe(value)}",
-        window_help(value, _WINDOW_NAMES) if isinstance(value, str) else None,
+        window_help(str(value), _WINDOW_NAMES) if isinstance(value, (str, int, float)) else None,
     )
 
 
 def _fixed_length(text: str) -> float | None:
-    """Seconds in a fixed-length window such as `5h`, or None when `text` is not one."""
+    """Seconds in a fixed-length window such as `5h`, or None when `text` is not one (a number
+    without its unit is not: `30` could be seconds or minutes)."""
+    if not text.strip()[-1:].isalpha():
+        return None
     try:
         seconds = parse_duration(text)
     except QuantityError:
@@ -349,9 +363,13 @@ def _capability_ref(name: str, info: ValidationInfo) -> str:
     )
 
 
-_COUNT_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^\d+(\.\d+)?[kKM]?$"}]}
+_COUNT_SCHEMA = {
+    "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)[kKM]?\s*$"}]
+}
 _LIMIT_SCHEMA = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, _COUNT_SCHEMA["anyOf"][1]]}
-_WINDOW_SCHEMA = {"anyOf": [{"enum": list(_WINDOW_NAMES)}, {"type": "string", "pattern": r"^\d+(\.\d+)?(s|m|h|d)$"}]}
+_WINDOW_SCHEMA = {
+    "anyOf": [{"enum": list(_WINDOW_NAMES)}, {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)(ms|s|m|h|d)\s*$"}]
+}
 
 Count = Annotated[float, PlainValidator(_count), WithJsonSchema(_COUNT_SCHEMA)]
 Limit = Annotated[float, PlainValidator(_limit), WithJsonSchema(_LIMIT_SCHEMA)]
@@ -421,6 +439,16 @@ class QuotaSpec(_Spec):
     window: WindowName = Field(description="when the allowance resets, such as `5h` or `day`")
     hard: StrictBool = Field(True, description="whether a used-up quota makes the provider ineligible")
     anchor: datetime | None = Field(None, description="when a fixed-length window first starts (ISO 8601)")
+
+    @field_validator("anchor", mode="before")
+    @classmethod
+    def _anchor_is_a_time(cls, anchor: object) -> object:
+        if isinstance(anchor, (int, float)):  # pydantic would read it as seconds since 1970
+            raise _error(
+                "registry-type",
+                f"expected a date and time such as `2025-01-06T09:00:00`, got {_describe(anchor)}",
+            )
+        return anchor
 
     @field_validator("anchor")
     @classmethod
@@ -510,8 +538,16 @@ class RegistrySpec(_Spec):
 
 
 def registry_json_schema() -> dict[str, Any]:
-    """The JSON schema of `registry.yaml`, for editors."""
-    return RegistrySpec.model_json_schema()
+    """The JSON schema of `registry.yaml`, for editors: what the validator takes, as far as a schema
+    can say it (names, and sections left empty, are the validator's own checks)."""
+    schema = RegistrySpec.model_json_schema()
+    sections = schema["properties"]
+    for section in ("providers", "models"):
+        sections[section]["propertyNames"] = {"pattern": f"^{NAME.pattern}$"}
+    sections["budgets"]["propertyNames"] = {"enum": list(GLOBAL_BUDGETS)}
+    for section, spec in sections.items():  # `budgets:` with nothing under it is an empty section
+        sections[section] = {"anyOf": [spec, {"type": "null"}]}
+    return schema
 
 
 # ---------------------------------------------------------------------------------------------------

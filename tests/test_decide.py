@@ -146,6 +146,10 @@ WARN_UNKNOWN_PRICE = REGISTRY.replace("unknown_price: deny", "unknown_price: war
 HARD_BUDGETS = REGISTRY.replace("  unknown_price: deny\n", "  unknown_price: deny\n  budget_mode: hard\n")
 SHORT_OUTPUT = REGISTRY.replace("estimated_output_tokens: 1000", "estimated_output_tokens: 100")
 BERLIN = REGISTRY.replace("timezone: UTC", "timezone: Europe/Berlin")
+# `mystery` with a quota in USD, and no hard budget: the quota is the only limit its unknown price meets
+USD_QUOTA = REGISTRY.replace("  run: {usd: 5.00, hard: true}\n", "").replace(
+    "    api_key_env: MYSTERY_KEY\n", "    api_key_env: MYSTERY_KEY\n    quota: {limit: 10, unit: usd, window: day}\n"
+)
 
 CARD = "route sonnet when quota(work) > 20% prefer work else personal"
 
@@ -397,6 +401,13 @@ CASES = [
          registry=ALLOW_UNKNOWN_PRICE),
     Case("unknown price under a hard budget, warn", "", "mystery-model", ["mystery-model@mystery"],
          registry=WARN_UNKNOWN_PRICE),
+    # a quota in USD met a deployment without a price as if each call cost nothing: it never ran down
+    Case("unknown price under a hard quota in USD, deny", "", "mystery-model", "budget_exceeded",
+         excluded={"mystery-model@mystery": "unknown_price"}, registry=USD_QUOTA),
+    Case("unknown price under a quota in USD, allow", "", "mystery-model", ["mystery-model@mystery"],
+         registry=USD_QUOTA.replace("unknown_price: deny", "unknown_price: allow")),
+    Case("unknown price under a used-up quota in USD", "", "mystery-model", "no_route", {"quota": {"mystery": 0}},
+         excluded={"mystery-model@mystery": "quota"}, registry=USD_QUOTA),
     Case("provider rpm window full", "", "sonnet", ["sonnet@personal"], {"rpm": {"work": 50}},
          excluded={"sonnet@work": "rate_limit"}),
     Case("provider rpm window not yet full", "", "sonnet", SONNET, {"rpm": {"work": 49}}),

@@ -316,6 +316,7 @@ BAD_REGISTRIES: list[tuple[str, list[str]]] = [  # case name, the codes it must 
     ("unknown-capability", ["registry-unknown-capability"]),
     ("quota-unit", ["registry-value"]),
     ("bad-window", ["registry-value"] * 5),
+    ("window-length", ["registry-value", "registry-value", "registry-value", "registry-type", "registry-value"]),
     (
         "keys-of-other-registries",
         [

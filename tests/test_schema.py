@@ -8,6 +8,7 @@ earliest position first) gives the expected scope to each token of sample lines.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ from ruamel.yaml import YAML
 
 from policyrouter import cli
 from policyrouter.compile import BUILTIN_FACTS
+from policyrouter.errors import ConfigError
 from policyrouter.program import STRATEGIES
-from policyrouter.registry_schema import registry_json_schema
+from policyrouter.registry_schema import registry_from_text, registry_json_schema
 
 REPO = Path(__file__).parent.parent
 EDITORS = REPO / "editors"
@@ -61,6 +63,50 @@ def test_the_schema_catches_a_typo_and_a_wrong_type(capsys: pytest.CaptureFixtur
     errors = sorted(e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(data))
     assert any("provders" in e for e in errors), errors
     assert any("'five'" in e for e in errors), errors
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for key in parents:
+        data = data[key]
+    data[last] = value
+
+
+# (name, where, value, whether the registry is valid): the schema and the validator must agree.
+# fmt: off
+AGREEMENT = [
+    ("a window in milliseconds", "providers.work.quota.window", "500ms", True),
+    ("a window with no unit", "providers.work.quota.window", "30", False),
+    ("an empty budgets section", "budgets", None, True),
+    ("an empty providers section", "providers", None, False),  # the models name providers: the validator's own
+    ("a count with no leading digit", "providers.work.rpm", ".5k", True),
+    ("a negative count", "providers.work.tpm", "-5k", False),
+    ("a budget named by no window", "budgets.weekly", {"usd": 5}, False),
+    ("a provider name with a space", "providers.team a", {"litellm_provider": "openai"}, False),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("where", "value", "valid"), [row[1:] for row in AGREEMENT], ids=[row[0] for row in AGREEMENT])
+def test_the_schema_agrees_with_the_validator(
+    where: str, value: Any, valid: bool, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The schema refused `500ms` and `budgets:` left empty, which the validator takes, and took a
+    # budget named `weekly`, which it refuses: an editor marked good files and passed bad ones.
+    schema = schema_from_cli(capsys)
+    data = YAML(typ="safe").load((REPO / "policies" / "subscriptions" / "registry.yaml").read_text())
+    _set(data, where, value)
+    text = io.StringIO()
+    YAML(typ="safe").dump(data, text)
+    schema_ok = not list(jsonschema.Draft202012Validator(schema).iter_errors(data))
+    try:
+        registry_from_text(text.getvalue(), tmp_path / "registry.yaml")
+        validator_ok = True
+    except ConfigError:
+        validator_ok = False
+    assert validator_ok == valid
+    if where != "providers":  # a schema cannot see that a model names a provider the file lacks
+        assert schema_ok == valid
 
 
 def test_schema_is_a_command_of_its_own() -> None:
