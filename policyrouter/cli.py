@@ -50,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PolicyRouterError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except ValueError as e:
+        from policyrouter.state.store import RunIdError
+
+        if not isinstance(e, RunIdError):
+            raise
+        print(f"error: {e}", file=sys.stderr)  # from $POLICYROUTER_RUN_ID: --run is checked as it is read
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `policyrouter schema | head`: the reader left; say nothing more

@@ -561,6 +561,19 @@ def test_status_and_reset_name_a_wrong_directory_as_check_does(run: Callable[...
     assert result.err.splitlines()[0] == "nowhere: error[config-missing]: no directory `nowhere`"
 
 
+@pytest.mark.parametrize("command", [["status"], ["explain", "sonnet"], ["reset", "--run", "r"]])
+def test_a_bad_run_id_in_the_environment_is_a_usage_error(
+    card: Path, run: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # It was a traceback (ValueError) out of status, explain and reset once the state file existed.
+    with policyrouter.load(card) as router:
+        router.store.reserve(router.registry.models["sonnet"].deployments[0], tokens=1, cost=0.0)
+    monkeypatch.setenv("POLICYROUTER_RUN_ID", "bad id")
+    result = run(*command, "--config", "cfg")
+    assert result.code == 2
+    assert result.err.splitlines()[-1].startswith("error: $POLICYROUTER_RUN_ID: run id `bad id` must be")
+
+
 def test_a_directory_with_nothing_of_a_config_says_so_once(run: Callable[..., Run]) -> None:
     # It said "no registry file here" and warned "no `*.policy` file", two findings for a wrong directory.
     result = run("check", ".")

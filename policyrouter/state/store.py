@@ -48,6 +48,7 @@ RESERVATION_TTL = 600.0  # seconds an unsettled reservation holds its amounts (a
 LATENCY_SAMPLES = 20  # latency(P) is the median of this many recent calls
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 _NOT_IN_RUN_ID = re.compile(r"[^A-Za-z0-9._:@-]")
+RUN_ID_VARIABLE = "POLICYROUTER_RUN_ID"  # the default run of every store of a process, when set
 _process_run: tuple[int, str] | None = None
 _checked_run_ids: set[str] = set()
 
@@ -66,14 +67,19 @@ def process_run_id() -> str:
     return _process_run[1]
 
 
-def check_run_id(run_id: str) -> str:
+class RunIdError(ValueError):
+    """A run id that is not one: the message says what a run id is, and where the bad one came from."""
+
+
+def check_run_id(run_id: str, source: str = "") -> str:
+    """`run_id` if it is a valid run id; `source` names where it came from, for the error."""
     if run_id in _checked_run_ids:  # every reserve names its run: match each id once
         return run_id
     if not isinstance(run_id, str):
         raise TypeError(f"a run id is a string of letters, digits and `._:@-`; got {run_id!r}")
     if not _RUN_ID.match(run_id):
-        raise ValueError(
-            f"run id `{run_id}` must be 1-128 letters, digits and `._:@-`, starting with a letter or digit"
+        raise RunIdError(
+            f"{source}run id `{run_id}` must be 1-128 letters, digits and `._:@-`, starting with a letter or digit"
         )
     if len(_checked_run_ids) < 4096:
         _checked_run_ids.add(run_id)
@@ -115,7 +121,12 @@ class StateStore(ABC):
         self.url = url
         self.layout = Layout(registry)
         self.clock: Clock = clock or utc_now
-        self.run_id = check_run_id(run_id or os.environ.get("POLICYROUTER_RUN_ID") or process_run_id())
+        if run_id:
+            self.run_id = check_run_id(run_id)
+        elif os.environ.get(RUN_ID_VARIABLE):
+            self.run_id = check_run_id(os.environ[RUN_ID_VARIABLE], f"${RUN_ID_VARIABLE}: ")
+        else:
+            self.run_id = process_run_id()
         self.reservation_ttl = reservation_ttl
         self.latency_samples = latency_samples
         self._pending: list[tuple[str, tuple[Op, ...]]] = []
