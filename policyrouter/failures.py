@@ -124,7 +124,9 @@ def _kind(exc: BaseException, m: Any) -> str | None:
     if isinstance(exc, (m.UnsupportedParamsError, m.LiteLLMUnknownProvider)):
         return "unsupported"
     if isinstance(exc, (m.BadRequestError, m.UnprocessableEntityError)):
-        return "bad_request"
+        # litellm raises a 402 or 403 from an OpenAI-compatible server as a BadRequestError too
+        status = getattr(exc, "status_code", None)
+        return "bad_request" if status in (None, 400, 422) else _by_status(status)
     if isinstance(exc, openai.APITimeoutError):
         return "timeout"
     if isinstance(exc, openai.APIConnectionError):

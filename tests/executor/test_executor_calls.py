@@ -14,6 +14,7 @@ from loopback_server import (
     billed_error,
     content_policy,
     context_window_exceeded,
+    error,
     hang,
     ok,
     out_of_credits,
@@ -266,6 +267,22 @@ def test_an_authentication_failure_makes_the_provider_unusable_for_a_while(make_
     decision = router.decide("sonnet")
     assert [d.key for d in decision.order] == ["sonnet@personal", "gpt-4o@backup"]
     assert any(e.code == "cooldown" for e in decision.excluded)
+
+
+@pytest.mark.parametrize(("status", "kind"), [(403, "permission"), (402, "credits")])
+def test_a_403_or_402_from_an_openai_compatible_server_cools_the_provider_down(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]], status: int, kind: str
+) -> None:
+    # litellm raises these as a BadRequestError, which failed the request at once on every deployment.
+    llm.script("work", error(status, "This key may not use this model", code="forbidden"))
+    router = make_router(executor=ExecutorOptions(unusable_cooldown=600))
+    router.completion("sonnet", hi())
+
+    assert [c.provider for c in llm.calls()] == ["work", "personal"]
+    (failure,) = of_kind(events, "failure")
+    assert (failure["error"], failure["status"], failure["next"]) == (kind, status, "fallback")
+    router.live_facts.clear()
+    assert router.live_facts.cooldown("work") == pytest.approx(600)
 
 
 def test_out_of_credits_is_not_a_rate_limit(make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]) -> None:
