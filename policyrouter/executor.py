@@ -417,7 +417,7 @@ class _Call:
         usage = usage_in_error(exc)
         billed: dict[str, Any] = {}
         if usage is not None:
-            billed = self._settle_billed(attempt, usage, failure.reason)
+            billed = self._settle_billed(attempt, usage, failure.reason if failure.provider_fault else None)
         else:
             self._release(attempt.reservation, failure.reason if failure.provider_fault else None)
         self.attempts.append(Attempt(d, failure.kind, failure.reason, True, failure.status, latency))
@@ -512,16 +512,18 @@ class _Call:
             failure = classify(error, self.litellm)
             kind = failure.kind if failure is not None else type(error).__name__
             reason = self.redact(failure.reason if failure is not None else str(error))
+            fault = reason if failure is not None and failure.provider_fault else None  # counts in errors(P)
             billed: dict[str, Any] = {}
             if tally.chunks > 0:  # the provider produced (and bills) what was received
-                billed = self._settle_billed(attempt, usage, reason)
+                billed = self._settle_billed(attempt, usage, fault)
             else:
-                self._release(attempt.reservation, reason)
+                self._release(attempt.reservation, fault)
             self.report.failure(
                 attempt.deployment,
                 kind,
                 reason,
                 latency,
+                status=failure.status if failure is not None else None,
                 stream=True,
                 chunks=tally.chunks,
                 next="fail",
@@ -572,9 +574,9 @@ class _Call:
             self.report.price_unknown(d, reason, usage)
         return cost
 
-    def _settle_billed(self, attempt: _Try, usage: Usage, reason: str) -> dict[str, Any]:
-        """A call that failed after the provider billed for it: record the spend and count the failure.
-        Returns the fields its `failure` event adds."""
+    def _settle_billed(self, attempt: _Try, usage: Usage, reason: str | None) -> dict[str, Any]:
+        """A call that failed after the provider billed for it: record the spend, and count the failure
+        when it is the provider's (`reason`). Returns the fields its `failure` event adds."""
         cost = cost_of(price_of(self.registry, attempt.deployment, None), usage) or 0.0
         fresh = self.store.settle(
             attempt.reservation,
@@ -582,6 +584,7 @@ class _Call:
             output_tokens=usage.output_tokens,
             cost=cost,
             error=reason,
+            failed=True,
         )
         self.live.forget(attempt.deployment, fresh)
         return {"billed": True, "tokens": usage.to_dict(), "cost": cost}

@@ -237,9 +237,12 @@ class StateStore(ABC):
         cost: float,
         latency: float | None = None,
         error: BaseException | str | None = None,
+        failed: bool = False,
     ) -> Mapping[str, Counter]:
         """Record a call's actual use and free what it held. A success resets the provider's
-        consecutive errors; with `error` (the provider billed, then failed) they go up instead.
+        consecutive errors; with `error` (the provider billed, then failed) they go up instead; with
+        `failed` alone (it billed, then refused a request that is at fault, not the provider) they
+        stay as they are.
 
         Returns every counter a call on the deployment writes (`CallMeters.keys`) as this settle left
         it, read in the same atomic step, so live facts need not read them again.
@@ -263,9 +266,10 @@ class StateStore(ABC):
             ops += [Op("add", m.key, cost, m.ttl(now_ts)) for m in meters.spends]
         for m in meters.rates:
             ops.append(Op("add", m.key, 1.0 if m.kind == "rpm" else tokens, m.ttl(now_ts)))
-        ops.append(
-            Op("add", keys.errors_key(d.provider), 1.0) if error else Op("set", keys.errors_key(d.provider), 0.0)
-        )
+        if error:
+            ops.append(Op("add", keys.errors_key(d.provider), 1.0))
+        elif not failed:
+            ops.append(Op("set", keys.errors_key(d.provider), 0.0))
         if latency is not None:
             ops.append(Op("push", keys.latency_key(d.provider), latency))
         return self._finish_or_keep(now, reservation, ops, meters.keys)

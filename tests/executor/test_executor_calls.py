@@ -218,6 +218,26 @@ def test_a_provider_that_billed_then_failed_stays_in_the_books(
     assert router.live_facts.in_flight("work") == 0
 
 
+@pytest.mark.parametrize(("status", "counted"), [(500, 1), (400, 0)], ids=["the provider's fault", "the request's"])
+def test_a_billed_failure_counts_in_errors_only_when_it_is_the_providers(
+    make_router: Any, llm: LoopbackLLM, status: int, counted: int
+) -> None:
+    # A billed 400 added one to errors(work), as if the provider had failed: a policy on errors(P)
+    # moved traffic away from a provider that answered a malformed request correctly.
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+    llm.script("work", error(status, "The request failed after it was billed", kind="x", usage=usage))
+    router = make_router(executor=ExecutorOptions(retries=0))
+    work = router.registry.models["sonnet"].deployments[0]
+    router.store.release(router.store.reserve(work, tokens=1, cost=0.0), error="an earlier failure")
+    try:
+        router.completion("sonnet", hi())  # a 500 falls back to personal; a 400 fails fast
+    except RequestRejected:
+        assert status == 400
+    router.live_facts.clear()
+    assert router.live_facts.errors("work") == 1 + counted  # the earlier failure stays counted either way
+    assert [c.provider for c in llm.calls()][:1] == ["work"]
+
+
 def test_backoff_waits_exponentially(make_router: Any, llm: LoopbackLLM) -> None:
     llm.script("work", server_error(), server_error(), ok())
     router = make_router(executor=ExecutorOptions(retries=2, backoff_base=0.1, backoff_max=1.0, seed=1))

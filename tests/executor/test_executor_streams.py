@@ -173,7 +173,10 @@ def test_a_stream_broken_mid_way_keeps_what_the_provider_billed_and_raises(
     assert spend(router) == pytest.approx(cost(60, 20))  # 80 chars of output ≈ 20 tokens
     failures = of_kind(events, "failure")
     assert failures and failures[0]["billed"] is True
+    assert "status" in failures[0]  # as in every failure event: None when there was no HTTP status
     assert router.live_facts.in_flight("work") == 0
+    router.live_facts.clear()
+    assert router.live_facts.errors("work") == 1  # a broken connection is the provider's
 
 
 # -- async --------------------------------------------------------------------------------------
