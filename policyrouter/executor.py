@@ -98,11 +98,14 @@ class ExecutorOptions:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.retries < 0:
-            raise ValueError(f"`retries` must be 0 or more, got {self.retries}")
+        if type(self.retries) is not int or self.retries < 0:
+            raise ValueError(f"`retries` must be a whole number, 0 or more, got {self.retries!r}")
         for name in ("backoff_base", "backoff_max", "rate_limit_cooldown", "unusable_cooldown", "max_cooldown"):
             if not getattr(self, name) >= 0:  # NaN too
                 raise ValueError(f"`{name}` must be 0 or more, got {getattr(self, name)}")
+        timeout = self.timeout
+        if timeout is not None and not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
+            raise ValueError(f"`timeout` must be a number of seconds above 0, or None, got {self.timeout!r}")
 
 
 def import_litellm() -> ModuleType:
@@ -230,7 +233,8 @@ class _Call:
         requires: Iterable[str] = kwargs.pop("requires", ())
         tags: Iterable[str] = kwargs.pop("tags", ())
         tokens: int | None = kwargs.pop("tokens", None)
-        request_id = request_id_or_new(kwargs.pop("request_id", None) or None)  # "" too: a new one
+        request_id = kwargs.pop("request_id", None)
+        request_id = request_id_or_new(None if request_id == "" else request_id)  # "": a new one
         _check_kwargs(kwargs)
         _check_messages(messages)
         self.executor = executor
@@ -251,8 +255,9 @@ class _Call:
         self.prompt_tokens = (
             token_count("tokens", tokens) if tokens is not None else estimate_tokens(messages, kwargs.get("tools"))
         )
-        max_tokens = kwargs.get("max_tokens", kwargs.get("max_completion_tokens"))
-        self.max_tokens = token_count("max_tokens", max_tokens) if isinstance(max_tokens, (int, float)) else None
+        name = "max_tokens" if kwargs.get("max_tokens") is not None else "max_completion_tokens"
+        max_tokens = kwargs.get(name)
+        self.max_tokens = token_count(name, max_tokens) if max_tokens is not None else None
         per_choice = self.max_tokens if self.max_tokens is not None else self.registry.settings.estimated_output_tokens
         choices = kwargs.get("n")  # `n` replies are each up to `max_tokens` long, and all billed
         self.output_tokens = per_choice * choices if type(choices) is int and choices > 1 else per_choice
@@ -338,10 +343,10 @@ class _Call:
                     self.attempts.append(Attempt(d, skip[0], skip[1], called=False))
                     self._move_on(d, skip[1])
                     continue
-            cost = d.price.cost(self.prompt_tokens, self.output_tokens) if d.price is not None else 0.0
+            cost = d.price.cost(self.prompt_tokens, self.output_tokens) if d.price is not None else None
             try:
                 reservation = self.store.reserve(
-                    d, tokens=self.prompt_tokens + self.output_tokens, cost=cost, run_id=self.run_id
+                    d, tokens=self.prompt_tokens + self.output_tokens, cost=cost or 0.0, run_id=self.run_id
                 )
             except LimitExceededError as e:
                 self._refused(d, e)
@@ -423,13 +428,14 @@ class _Call:
         self.attempts.append(Attempt(d, failure.kind, failure.reason, True, failure.status, latency))
         action = failure.action
         retrying = action == "retry" and self.retry < self.options.retries
+        last = self.index + 1 >= len(self.order)  # no deployment left to fall back to
         self.report.failure(
             d,
             failure.kind,
             failure.reason,
             latency,
             status=failure.status,
-            next="retry" if retrying else ("fail" if action == "fail" else "fallback"),
+            next="retry" if retrying else ("fail" if action == "fail" or last else "fallback"),
             attempt=attempt.number,
             **billed,
         )
@@ -577,12 +583,12 @@ class _Call:
     def _settle_billed(self, attempt: _Try, usage: Usage, reason: str | None) -> dict[str, Any]:
         """A call that failed after the provider billed for it: record the spend, and count the failure
         when it is the provider's (`reason`). Returns the fields its `failure` event adds."""
-        cost = cost_of(price_of(self.registry, attempt.deployment, None), usage) or 0.0
+        cost = cost_of(price_of(self.registry, attempt.deployment, None), usage)
         fresh = self.store.settle(
             attempt.reservation,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
-            cost=cost,
+            cost=cost or 0.0,
             error=reason,
             failed=True,
         )

@@ -75,7 +75,7 @@ class RequestReport:
         number: int,
         retry: int,
         estimate: dict[str, Any],
-        cost: float,
+        cost: float | None,
         stream: bool,
         messages: Any,
     ) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from executor_helpers import Clock, hi, kinds, of_kind, spend
+from executor_helpers import REGISTRY, Clock, hi, kinds, of_kind, spend
 from loopback_server import (
     LoopbackLLM,
     bad_request,
@@ -69,6 +69,9 @@ def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -
         (hi(), {"tokens": float("inf")}, ValueError, ["`tokens`", "inf"]),
         (hi(), {"max_tokens": -1}, ValueError, ["`max_tokens`", "-1"]),
         (hi(), {"request_id": 5}, TypeError, ["`request_id` is a string", "5"]),
+        (hi(), {"request_id": 0}, TypeError, ["`request_id` is a string", "0"]),
+        (hi(), {"max_tokens": "800"}, ValueError, ["`max_tokens`", "'800'"]),
+        (hi(), {"max_completion_tokens": -1}, ValueError, ["`max_completion_tokens`", "-1"]),
         (hi(), {"timeout": "abc"}, ValueError, ["`timeout` is seconds", "'abc'"]),
         (hi(), {"timeout": 0}, ValueError, ["`timeout` is seconds", "above 0"]),
         (hi(), {"timeout": 10**400}, ValueError, ["`timeout` is seconds"]),
@@ -84,6 +87,9 @@ def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -
         "infinite tokens",
         "max_tokens",
         "request id a number",
+        "request id zero",
+        "max_tokens a string",
+        "max_completion_tokens",
         "timeout not a number",
         "timeout zero",
         "timeout too large for a float",
@@ -103,9 +109,19 @@ def test_arguments_that_cannot_be_sent_fail_before_anything_is_held(
     assert llm.calls() == [] and router.live_facts.in_flight("work") == 0 and spend(router) == 0
 
 
-@pytest.mark.parametrize("options", [{"retries": -1}, {"backoff_base": float("nan")}, {"max_cooldown": -1.0}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"retries": -1},
+        {"retries": 1.5},
+        {"backoff_base": float("nan")},
+        {"max_cooldown": -1.0},
+        {"timeout": -1},
+        {"timeout": "10"},
+    ],
+)
 def test_executor_options_out_of_range_are_refused(options: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=f"`{next(iter(options))}` must be 0 or more"):
+    with pytest.raises(ValueError, match=f"`{next(iter(options))}` must be"):
         ExecutorOptions(**options)
 
 
@@ -394,6 +410,37 @@ def test_when_everything_fails_one_error_lists_every_attempt(
     assert "sonnet@personal: server_error (502) ×2" in text
     assert "gpt-4o@backup: missing_key (skipped): environment variable `PR_TEST_KEY_BACKUP` is not set" in text
     assert spend(router) == 0
+
+
+def test_the_last_deployments_failure_says_the_request_fails(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    # It said `next: fallback` with nothing left to fall back to.
+    for provider in ("work", "personal", "backup"):
+        llm.default(provider, server_error(503))
+    router = make_router(executor=ExecutorOptions(retries=0))
+    with pytest.raises(AllDeploymentsFailed):
+        router.completion("sonnet", hi())
+    assert [(e["deployment"], e["next"]) for e in of_kind(events, "failure")] == [
+        ("sonnet@work", "fallback"),
+        ("sonnet@personal", "fallback"),
+        ("gpt-4o@backup", "fail"),
+    ]
+
+
+def test_an_unknown_price_is_null_in_every_event(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    # The attempt event said `cost: 0.0` where the success event said null: "free" and "unknown" read alike.
+    unpriced = REGISTRY.replace("    price: {input_per_mtok: 3.00, output_per_mtok: 15.00}\n", "").replace(
+        "run: {usd: 5.00, hard: true}", "run: {usd: 5.00}"
+    )
+    router = make_router(registry=unpriced)
+    router.completion("sonnet", hi())
+    assert [(e["event"], e["cost"]) for e in events if e["event"] in ("attempt", "success")] == [
+        ("attempt", None),
+        ("success", None),
+    ]
 
 
 def test_events_tell_the_story_of_a_fallback(make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]) -> None:
