@@ -193,7 +193,4 @@ def describe_attempts(attempts: Sequence[Attempt]) -> list[str]:
 
 
 def _money(x: float) -> str:
-    """USD to the cent, and small amounts to a millionth, so a tiny request is not shown as `$0`."""
-    if x == 0 or abs(x) >= 0.01:
-        return format_quantity("money", x)
-    return "$" + f"{x:.6f}".rstrip("0").rstrip(".")
+    return format_quantity("money", x)

@@ -125,8 +125,10 @@ def format_quantity(kind: str, value: float) -> str:
     """The inverse of parse_quantity, for explanations: 0.2 share → `20%`."""
     if kind == "share":
         return f"{_trim(value * 100)}%"
-    if kind == "money":
-        return f"${value:.4f}".rstrip("0").rstrip(".") if value < 0.01 and value else f"${value:,.2f}"
+    if kind == "money":  # to the cent; below a dollar, what is not whole cents to 4 significant digits
+        if value == 0 or abs(value) >= 1 or abs(value * 100 - round(value * 100)) < 1e-9:
+            return f"${value:,.2f}"
+        return f"${value:.{3 - math.floor(math.log10(abs(value)))}f}".rstrip("0")
     if kind == "duration":
         if value < 1:
             return f"{_trim(value * 1000)}ms"

@@ -42,7 +42,7 @@ def test_a_hard_budget_fails_fast_with_which_budget_spent_limit_reset_and_how_to
     assert error.requested == pytest.approx(CALL_COST)
     assert error.resets_at is None
     text = str(error)
-    assert "hard budget `run` (run) would be broken: $0.04 of $0.05" in text
+    assert "hard budget `run` (run) would be broken: $0.042 of $0.05" in text
     assert "resets with a new run" in text
     assert "raise `budgets.run.usd` in registry.yaml" in text
     assert len(llm.calls()) == 4  # the fifth was never sent
