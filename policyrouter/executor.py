@@ -51,7 +51,7 @@ from policyrouter.decision import request_id_or_new, token_count
 from policyrouter.errors import DecisionError
 from policyrouter.events import Events
 from policyrouter.failures import Failure, backoff, classify
-from policyrouter.quantities import format_quantity
+from policyrouter.quantities import format_amount, format_quantity
 from policyrouter.registry import Deployment
 from policyrouter.report import RequestReport
 from policyrouter.state import LimitExceededError
@@ -615,13 +615,15 @@ class _Call:
             if (usage.kind, usage.name) in self.warned:
                 continue
             self.warned.add((usage.kind, usage.name))
+            resets = usage.resets_at.isoformat(timespec="seconds") if usage.resets_at else "with the run"
             log.warning(
-                "soft %s `%s` (%s) is over its limit: %s of %s",
+                "soft %s `%s` (%s) is over its limit: %s of %s used or reserved; resets %s",
                 usage.kind,
                 usage.name,
                 usage.window,
-                usage.used + usage.reserved,
-                usage.limit,
+                format_amount(usage.used + usage.reserved, usage.unit),
+                format_amount(usage.limit or 0.0, usage.unit),
+                resets,
             )
             self.report.budget_warning(d, usage)
 

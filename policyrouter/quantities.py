@@ -145,5 +145,10 @@ def format_quantity(kind: str, value: float) -> str:
     return str(value)
 
 
+def format_amount(value: float, unit: str) -> str:
+    """An amount of a limit's unit: `$0.50` (usd), `400k tokens`, `12 requests`."""
+    return format_quantity("money", value) if unit == "usd" else f"{format_quantity('count', value)} {unit}"
+
+
 def _trim(x: float) -> str:
     return f"{x:.2f}".rstrip("0").rstrip(".") if x != int(x) else str(int(x))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from policyrouter.errors import PolicyRouterError
-from policyrouter.quantities import format_quantity
+from policyrouter.quantities import format_amount
 
 
 class StateError(PolicyRouterError):
@@ -63,7 +63,7 @@ class LimitExceededError(PolicyRouterError):
 
     def _message(self) -> str:
         def q(x: float) -> str:
-            return format_quantity("money", x) if self.unit == "usd" else f"{format_quantity('count', x)} {self.unit}"
+            return format_amount(x, self.unit)
 
         resets = (
             f"; resets {self.resets_at.isoformat(timespec='seconds')}" if self.resets_at else "; resets with the run"

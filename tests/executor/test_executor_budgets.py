@@ -83,12 +83,18 @@ def test_the_reservation_refuses_when_another_process_spent_the_budget_meanwhile
     assert len(llm.calls()) == 1
 
 
-def test_a_soft_budget_proceeds_and_warns(make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]) -> None:
+def test_a_soft_budget_proceeds_and_warns(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
     llm.default("work", ok(prompt_tokens=1000, completion_tokens=500))
     router = make_router(with_budgets("  day: {usd: 0.015, hard: false}\n"), "route sonnet strategy in_order\n")
     exact_call(router)
     assert not of_kind(events, "budget_warning")
-    exact_call(router)  # would go over: warned, not refused
+    with caplog.at_level("WARNING", logger="policyrouter.executor"):
+        exact_call(router)  # would go over: warned, not refused
+    # the log said `0.021 of 0.015`: no unit, and not when it resets
+    (logged,) = [r.getMessage() for r in caplog.records if "soft budget" in r.getMessage()]
+    assert logged.startswith("soft budget `day` (day) is over its limit: $0.021 of $0.015 used or reserved; resets 20")
 
     (warning,) = of_kind(events, "budget_warning")
     assert (warning["budget"], warning["hard"], warning["limit"]) == ("day", False, 0.015)
