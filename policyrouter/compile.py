@@ -12,6 +12,7 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from policyrouter import ast, program
@@ -245,7 +246,14 @@ class _Compiler:
         if isinstance(clause, ast.When):
             cond = self.shallow(self.expr(clause.condition, lets), clause.condition, lets)
             self.expect(cond, "bool", clause.condition, "a `when` condition")
-            if cond.const is False and not cond.settled:
+            if cond.const is False and not cond.settled and clause.otherwise is not None:  # `when false … else`
+                self.warn(
+                    "condition-never-holds",
+                    "this condition is always false",
+                    clause.condition.span,
+                    "the `else` always fires: keep its action alone",
+                )
+            elif cond.const is False and not cond.settled:
                 self.warn(
                     "unreachable-clause",
                     "this condition is always false",
@@ -706,6 +714,7 @@ class _Compiler:
         self, globs: list[tuple[program.Route, ast.Route]], exact: Mapping[str, Any], chosen: dict[str, program.Route]
     ) -> None:
         by_model: dict[str, tuple[int, ast.Route, program.Route]] = {}
+        by_specificity: dict[tuple[str, int], ast.Route] = {}  # (model, literal length) → the first glob
         seen: dict[str, ast.Route] = {}
         matches: dict[str, list[str]] = {}
         conflicted: set[str] = set()
@@ -723,17 +732,20 @@ class _Compiler:
             matched = matches[target] = self.models_matching(target)
             literal = len(target.replace("*", ""))
             for model in matched:
-                current = by_model.get(model)
-                if current and current[0] == literal:
+                # any two globs as specific as each other that match one model, whatever else matches it
+                # and in whichever order they are written
+                other = by_specificity.setdefault((model, literal), node)
+                if other is not node:
                     conflicted.add(model)
                     self.error(
                         "glob-conflict",
-                        f"`{target}` and `{current[1].target.name}` both match `{model}` "
-                        "and are as specific as each other",
+                        f"`{target}` and `{other.target.name}` both match `{model}` and are as specific as each other",
                         node.target.span,
-                        f"the other is at {current[1].target.span}; make one of them more specific",
+                        f"the other is at {other.target.span}; make one of them more specific",
                     )
-                elif current is None or literal > current[0]:
+                    continue
+                current = by_model.get(model)
+                if current is None or literal > current[0]:
                     by_model[model] = (literal, node, compiled)
             if not matched:
                 self.warn(
@@ -776,6 +788,32 @@ class _Compiler:
                     "a model cannot fall back to itself; end the chain with a model that has no fallback"
                     if kind == "fallback"
                     else "a `use` chain must end at a model whose route does not `use` its way back",
+                )
+        self.mixed_cycles(plans, routes)
+
+    def mixed_cycles(self, plans: Mapping[str, ModelPlan], routes: list[tuple[program.Route, ast.Route]]) -> None:
+        """Loops made of fallbacks and `use`s together (`sonnet fallback haiku`, `haiku use sonnet`):
+        the model that closes one adds nothing to a decision. Loops of one kind are reported above."""
+        uses = {name: e for name, plan in plans.items() if (e := _edges(plan.route, "use"))}
+        if not uses:  # most configs: no loop can mix kinds
+            return
+        fallbacks = {name: _edges(plan.route, "fallback") for name, plan in plans.items()}
+        edges = {name: e for name in plans if (e := fallbacks[name] + uses.get(name, ()))}
+        spans: dict[tuple[str, str, str], Span] | None = None
+        for a, b, path in _back_edges(edges):
+            steps = list(pairwise(path))
+            if all(y in fallbacks[x] for x, y in steps) or all(y in uses.get(x, ()) for x, y in steps):
+                continue  # one kind only: a fallback or `use` cycle
+            spans = spans if spans is not None else _edge_spans(routes)
+            kind = "use" if b in uses.get(a, ()) else "fallback"
+            span = spans.get((kind, plans[a].route.target, b))
+            if span is not None:
+                self.error(
+                    "fallback-cycle",
+                    f"fallback cycle through `use`: {' → '.join(path)}",
+                    span,
+                    "a fallback that `use`s its way back to a model on the chain adds nothing to a decision; "
+                    "end the chain with a model that neither falls back nor `use`s its way back",
                 )
 
     def unpriced_budgets(self, unpriced: list[tuple[Deployment, list[str]]]) -> None:
