@@ -91,9 +91,12 @@ class Fact:
             return value
         if self.type == "string":
             return str(value)
-        return {"share": parse_share, "money": parse_money, "count": parse_count, "duration": parse_duration}[
+        amount = {"share": parse_share, "money": parse_money, "count": parse_count, "duration": parse_duration}[
             self.type
         ](value)
+        if amount < 0:  # as for the built-in facts: the language has no negative amounts
+            raise QuantityError(f"`{value}` is negative: amounts here are 0 or more")
+        return amount
 
 
 FACT_KEYS = (
@@ -186,6 +189,12 @@ class StaticFacts:
                 for name, raw in _mapping(key, value).items():
                     known = _name(key, name, names)
                     target[known] = _amount((key, known), parse, raw)
+                    if key == "quota" and target[known] != 1.0 and reg.providers[known].quota is None:
+                        raise FactsError(
+                            f"`{known}` has no quota: `quota({known})` is always 100%",
+                            (key, known),
+                            f"give `{known}` a `quota:` in registry.yaml, or leave this fact out",
+                        )
             elif key in ("rpm", "tpm"):
                 for name, raw in _mapping(key, value).items():
                     known = _name(key, name, rate_keys)

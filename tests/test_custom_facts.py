@@ -30,6 +30,8 @@ def test_a_fact_without_an_argument(tmp_path: Path) -> None:
     depth["value"] = 5
     assert _providers(router, facts={}) == ["work", "personal"]
     assert _providers(router, facts={"queue_depth": "1k"}) == ["personal", "work"]  # a dry run overrides it
+    with pytest.raises(InvalidFacts, match="`-1` is negative"):  # as for the built-in counts
+        router.decide("sonnet", facts={"queue_depth": -1})
 
 
 def test_a_fact_with_an_argument(tmp_path: Path) -> None:
