@@ -155,7 +155,10 @@ class _Compiler:
         """The file's routes, each with the `let`s defined before it (a `let` is visible after it)."""
         lets: dict[str, _Lowered] = {}
         visible: dict[str, _Lowered] | None = None  # a copy of `lets`, shared by the routes up to the next `let`
-        self.later_lets = {s.name.name: s.name.span for s in file.statements if isinstance(s, ast.Let)}
+        self.later_lets = {}  # each name's first `let`: the one to move above a use before it
+        for s in file.statements:
+            if isinstance(s, ast.Let):
+                self.later_lets.setdefault(s.name.name, s.name.span)
         for statement in file.statements:
             if isinstance(statement, ast.Let):
                 name = statement.name
