@@ -420,11 +420,12 @@ class _Call:
             return None
         failure = Failure(failure.kind, self.redact(failure.reason), failure.status, failure.retry_after)
         usage = usage_in_error(exc)
+        fault = failure.reason if failure.provider_fault else None  # counts in errors(P)
         billed: dict[str, Any] = {}
         if usage is not None:
-            billed = self._settle_billed(attempt, usage, failure.reason if failure.provider_fault else None)
+            billed = self._settle_billed(attempt, usage, fault)
         else:
-            self._release(attempt.reservation, failure.reason if failure.provider_fault else None)
+            self._release(attempt.reservation, fault)
         self.attempts.append(Attempt(d, failure.kind, failure.reason, True, failure.status, latency))
         action = failure.action
         retrying = action == "retry" and self.retry < self.options.retries
