@@ -27,7 +27,7 @@ from policyrouter.decision import Request
 from policyrouter.diagnostics import Diagnostic
 from policyrouter.errors import DecisionError
 from policyrouter.evaluate import Context, decide
-from policyrouter.facts import StaticFacts, nest_facts
+from policyrouter.facts import FactsError, StaticFacts, nest_facts
 from policyrouter.program import ModelPlan, Program
 from policyrouter.quantities import format_quantity
 from policyrouter.registry import Registry
@@ -262,7 +262,10 @@ def _first_hole(program: Program, plan: ModelPlan, node: ast.Route) -> tuple[Req
     combos = itertools.islice(itertools.product(*(dims[k] for k in keys)), MAX_CASES_PER_ROUTE)
     for values in combos:
         facts = nest_facts(dict(zip(keys, values, strict=True)))
-        source = StaticFacts(registry, facts)
+        try:
+            source = StaticFacts(registry, facts)
+        except FactsError:  # a value no live state could give: nothing to find there
+            continue
         for request in requests:
             # A hole needs both: a deployment the facts alone leave, and a decision that leaves none.
             # The first is a few checks, the second a whole decision, so it is asked only when the
@@ -301,10 +304,16 @@ def _fact_dimensions(registry: Registry, plan: ModelPlan, node: ast.Route) -> di
             if key == "weekday"
             else (0.0, math.inf)
         )
+        provider = registry.providers.get(key.removeprefix("quota.")) if key.startswith("quota.") else None
+        if provider is not None and provider.quota is None:
+            dims[key] = [1.0]  # a provider without a quota has all of it, always
+            continue
         step = {"share": 0.01, "money": 0.01, "duration": 0.001}.get(kind, 1.0)
         values = {lo} | ({hi} if hi != math.inf else set())
         for c in literals:
             values |= {v for v in (c - step, c, c + step) if lo <= v <= hi}
+        if key in ("hour", "weekday"):  # whole numbers: `hour > 3.5` is decided between 3 and 4
+            values = {n for v in values for n in (math.floor(v), math.ceil(v)) if lo <= n <= hi}
         dims[key] = sorted(values)
     for d in plan.deployments:
         dims.setdefault(f"cooldown.{d.provider}", [0.0, 60.0])

@@ -17,7 +17,7 @@ from policyrouter.filecache import FileCache
 
 REGISTRY = """\
 providers:
-  work: {litellm_provider: anthropic, api_key_env: WORK_KEY}
+  work: {litellm_provider: anthropic, api_key_env: WORK_KEY, quota: {limit: 5M, unit: tokens, window: 5h}}
   personal: {litellm_provider: anthropic, api_key_env: PERSONAL_KEY}
   spare: {litellm_provider: openai}
 models:
