@@ -10,6 +10,10 @@ to `--events FILE` as JSON lines (default: none). At the end the program prints 
 
 Exit status: 0 when every prompt was answered, 1 when a call failed everywhere, 2 when a hard budget
 stopped the run, 3 when the config is invalid.
+
+Without any key set, or a local model server, every call fails (each deployment skipped, with its
+reason): that is the program working. `tests/executor/test_executor_example.py` runs it against an
+OpenAI-compatible server on 127.0.0.1, the same way, with no key of yours.
 """
 
 from __future__ import annotations
