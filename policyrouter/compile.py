@@ -716,11 +716,10 @@ class _Compiler:
     def match_globs(
         self, globs: list[tuple[program.Route, ast.Route]], exact: Mapping[str, Any], chosen: dict[str, program.Route]
     ) -> None:
-        by_model: dict[str, tuple[int, ast.Route, program.Route]] = {}
-        by_specificity: dict[tuple[str, int], ast.Route] = {}  # (model, literal length) → the first glob
+        by_model: dict[str, tuple[int, ast.Route, program.Route]] = {}  # the most specific glob (first of a tie)
+        tied: dict[str, list[ast.Route]] = {}  # model → later globs as specific as its most specific one
         seen: dict[str, ast.Route] = {}
         matches: dict[str, list[str]] = {}
-        conflicted: set[str] = set()
         for compiled, node in globs:
             target = node.target.name
             if target in seen:
@@ -735,27 +734,32 @@ class _Compiler:
             matched = matches[target] = self.models_matching(target)
             literal = len(target.replace("*", ""))
             for model in matched:
-                # any two globs as specific as each other that match one model, whatever else matches it
-                # and in whichever order they are written
-                other = by_specificity.setdefault((model, literal), node)
-                if other is not node:
-                    conflicted.add(model)
-                    self.error(
-                        "glob-conflict",
-                        f"`{target}` and `{other.target.name}` both match `{model}` and are as specific as each other",
-                        node.target.span,
-                        f"the other is at {other.target.span}; make one of them more specific",
-                    )
-                    continue
                 current = by_model.get(model)
                 if current is None or literal > current[0]:
                     by_model[model] = (literal, node, compiled)
+                    tied.pop(model, None)
+                elif literal == current[0]:
+                    tied.setdefault(model, []).append(node)
             if not matched:
                 self.warn(
                     "unused-route",
                     f"`{target}` matches no model in the registry",
                     node.target.span,
                     f"the registry's models are {_names(self.registry.models)}",
+                )
+        # which route applies is unclear only where the tie is for the most specific glob of a model that
+        # has no route of its own: found once every glob is seen, so the order they are written in is moot
+        conflicted = {model for model in tied if model not in exact}
+        for model in sorted(conflicted):
+            first = by_model[model][1]
+            for node in tied[model]:
+                self.error(
+                    "glob-conflict",
+                    f"`{node.target.name}` and `{first.target.name}` both match `{model}` "
+                    "and are as specific as each other",
+                    node.target.span,
+                    f"the other is at {first.target.span}; make one of them more specific, "
+                    f"or give `{model}` a route of its own",
                 )
         for target, node in seen.items():
             matched = matches[target]
