@@ -800,8 +800,9 @@ class _Compiler:
 
     def mixed_cycles(self, plans: Mapping[str, ModelPlan], routes: list[tuple[program.Route, ast.Route]]) -> None:
         """Loops made of fallbacks and `use`s together (`sonnet fallback haiku`, `haiku use sonnet`):
-        the model that closes one adds nothing to a decision. Loops of one kind are reported above."""
-        uses = {name: e for name, plan in plans.items() if (e := _edges(plan.route, "use"))}
+        the model that closes one adds nothing to a decision. Only `use`s that are sure to be taken
+        count: a `when` may keep the fallback useful. Loops of one kind are reported above."""
+        uses = {name: e for name, plan in plans.items() if (e := _sure_use(plan.route))}
         if not uses:  # most configs: no loop can mix kinds
             return
         fallbacks = {name: _edges(plan.route, "fallback") for name, plan in plans.items()}
@@ -946,6 +947,14 @@ def _edges(route: program.Route, kind: str) -> tuple[str, ...]:
         for a in (c.action, c.otherwise)
         if a is not None and a.verb == "use" and a.model is not None
     )
+
+
+def _sure_use(route: program.Route) -> tuple[str, ...]:
+    """The model a route `use`s whatever the facts: its first clause has no condition and `use`s it."""
+    first = route.clauses[0] if route.clauses else None
+    if first is not None and first.condition is None and first.action.verb == "use" and first.action.model:
+        return (first.action.model,)
+    return ()
 
 
 def _back_edges(edges: Mapping[str, tuple[str, ...]]) -> Iterator[tuple[str, str, list[str]]]:
