@@ -326,11 +326,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _token_count(option: str, text: str) -> int:
+    from policyrouter.decision import token_count
     from policyrouter.quantities import QuantityError, parse_count
 
     try:
-        return int(parse_count(text))
-    except QuantityError:
+        return token_count(option, parse_count(text))
+    except (QuantityError, ValueError):  # not a count, or more tokens than a float counts exactly
         raise QuantityError(f"`{option} {text}`: a number of tokens is written like `2000`, `8k` or `1.5M`") from None
 
 

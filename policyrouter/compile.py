@@ -65,6 +65,8 @@ def check_custom_facts(facts: Mapping[Any, object]) -> dict[str, Fact]:
     """The facts registered from Python (`load(..., facts=...)`), each a `Fact` under a name a policy
     can write that no built-in fact has. Raises TypeError or ValueError where they are given, not
     where a policy reads them."""
+    if not isinstance(facts, Mapping):
+        raise TypeError(f"`facts` maps names to `policyrouter.Fact(type, fn)`; got {type(facts).__name__}")
     checked: dict[str, Fact] = {}
     for name, fact in facts.items():
         if not isinstance(name, str) or not ast.NAME.fullmatch(name) or name in _OPERATOR_WORDS:

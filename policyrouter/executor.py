@@ -101,8 +101,11 @@ class ExecutorOptions:
         if type(self.retries) is not int or self.retries < 0:
             raise ValueError(f"`retries` must be a whole number, 0 or more, got {self.retries!r}")
         for name in ("backoff_base", "backoff_max", "rate_limit_cooldown", "unusable_cooldown", "max_cooldown"):
-            if not getattr(self, name) >= 0:  # NaN too
-                raise ValueError(f"`{name}` must be 0 or more, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):  # NaN, None, a string too
+                raise ValueError(f"`{name}` must be a number of seconds, 0 or more, got {value!r}")
+        if self.seed is not None and type(self.seed) is not int:
+            raise ValueError(f"`seed` must be a whole number or None, got {self.seed!r}")
         timeout = self.timeout
         if timeout is not None and not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
             raise ValueError(f"`timeout` must be a number of seconds above 0, or None, got {self.timeout!r}")
@@ -639,6 +642,11 @@ def _check_messages(messages: object) -> None:
     for i, message in enumerate(messages):
         if not hasattr(message, "get"):
             raise TypeError(f"`messages[{i}]` is a {type(message).__name__}, not a message such as {_MESSAGE}")
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):  # litellm failed on it as a 500
+            raise TypeError(
+                f"`messages[{i}]['content']` is text or a list of content parts, got {type(content).__name__}"
+            )
 
 
 _MESSAGE = '{"role": "user", "content": "…"}'
@@ -651,6 +659,9 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
     for name, instead in POLICY_KWARGS.items():
         if name in kwargs:
             raise TypeError(f"`{name}` is not taken: {instead}")
+    stream = kwargs.get("stream")
+    if stream is not None and not isinstance(stream, bool):  # litellm and the executor read it differently
+        raise TypeError(f"`stream` is True or False, got {stream!r}")
     options = kwargs.get("stream_options")
     if options is not None and not isinstance(options, Mapping):  # ours are merged into it
         raise TypeError(f"`stream_options` is a mapping, such as {{'include_usage': True}}; got {options!r}")

@@ -140,10 +140,10 @@ def assert_routes(
     expect: dict[str, Any] = {"order": list(order)} if order is not None else {given[0]: first or error}
     request: dict[str, Any] = {
         "model": model,
-        "requires": list(requires),
+        "requires": [requires] if isinstance(requires, str) else list(requires or ()),  # a name, not its letters
         "tokens": tokens,
         "max_tokens": max_tokens,
-        "tags": list(tags),
+        "tags": [tags] if isinstance(tags, str) else list(tags or ()),
         "request_id": request_id,
     }
     verdict = judge(router, request, facts, expect)

@@ -10,6 +10,7 @@ the router whose calls count against the run NAME. litellm is imported on the fi
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -329,6 +330,8 @@ def load(
     (a store or a URL such as `memory://`); `run_id` names the run that `run` budgets count against;
     `events` and `executor` configure `Router.completion` (see `Router`).
     """
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"`directory` is the path of a config directory; got {directory!r}")
     config = load_config(Path(directory), facts)
     return Router(
         config, state=state, clock=clock, run_id=run_id, staleness=staleness, events=events, executor=executor

@@ -365,12 +365,14 @@ def test_explain_a_broken_config(make_config: Callable[..., Path], run: Callable
         (["--fact", "latency.work=fast"], ["latency.work", "fast"]),
         (["--tokens", "lots"], ["`--tokens lots`", "`8k`"]),
         (["--max-tokens", "-1"], ["`--max-tokens -1`"]),
+        (["--tokens", "9999999999M"], ["`--tokens 9999999999M`"]),  # more than 2**53: was a traceback
         (["--fact", "errors.work=-1"], ["errors.work", "negative"]),
         (["--fact", "quota=0%", "--fact", "quota.work=15%"], ["`quota.work=15%`", "both", "`quota.NAME=VALUE`"]),
         (["--fact", "quota.work=15%", "--fact", "quota=0%"], ["`quota=0%`", "both"]),
     ],
     ids=["unknown provider", "share over 100%", "not a share", "no value", "unknown fact", "hour", "dotted name",
-         "not a duration", "tokens", "max tokens", "negative", "one value, then by name",
+         "not a duration", "tokens", "max tokens", "tokens beyond 2**53", "negative",
+         "one value, then by name",
          "by name, then one value"],
 )  # fmt: skip
 def test_explain_with_a_bad_fact_is_a_usage_error(

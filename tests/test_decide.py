@@ -886,8 +886,19 @@ def test_options_of_load_are_checked_where_they_are_given(
         (lambda r: r.decide("sonnet", tags=[1], facts={}), TypeError, "`tags` is a list of names (strings)"),
         (lambda r: r.run(5), TypeError, "a run id is a string"),
         (lambda r: r.run("bad id"), ValueError, "run id `bad id` must be 1-128 letters"),
+        (lambda r: r.run("nightly-42\n"), ValueError, "must be 1-128 letters"),  # was a run of its own
+        (lambda r: policyrouter.load(None), TypeError, "`directory` is the path of a config directory"),
+        (lambda r: policyrouter.load(".", facts=5), TypeError, "`facts` maps names to `policyrouter.Fact"),
     ],
-    ids=["requires not a list", "a tag not a string", "run id not a string", "run id with a space"],
+    ids=[
+        "requires not a list",
+        "a tag not a string",
+        "run id not a string",
+        "run id with a space",
+        "run id with a newline",
+        "load of None",
+        "load with facts not a mapping",
+    ],
 )
 def test_arguments_of_the_wrong_kind_say_what_they_should_be(
     router_for: Callable[..., policyrouter.Router], call: Callable[..., object], error: type[Exception], message: str

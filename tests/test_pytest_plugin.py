@@ -270,12 +270,17 @@ def test_assert_routes_checks_its_arguments(sample: Path) -> None:
             def test_an_unknown_refusal_code(policy_router):
                 with pytest.raises(ValueError, match="did you mean `no_route`"):
                     assert_routes(policy_router, "sonnet", error="no-route")
+
+
+            def test_one_capability_as_a_string_is_one_name(policy_router):
+                # it was split into letters: `t`, `o`, `l`, `s`, a refusal for capabilities no one has
+                assert_routes(policy_router, "sonnet", first="work", requires="tools", tags="batch")
             """
         )
     )
     result = run_pytest(sample, "tests/test_args.py")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    assert "5 passed" in result.stdout
 
 
 # -- where the fixture's config comes from ------------------------------------------------------

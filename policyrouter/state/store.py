@@ -46,7 +46,7 @@ log = logging.getLogger("policyrouter.state")
 Clock = Callable[[], datetime]
 RESERVATION_TTL = 600.0  # seconds an unsettled reservation holds its amounts (a crashed process's expire)
 LATENCY_SAMPLES = 20  # latency(P) is the median of this many recent calls
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _NOT_IN_RUN_ID = re.compile(r"[^A-Za-z0-9._:@-]")
 RUN_ID_VARIABLE = "POLICYROUTER_RUN_ID"  # the default run of every store of a process, when set
 _process_run: tuple[int, str] | None = None
@@ -77,7 +77,7 @@ def check_run_id(run_id: str, source: str = "") -> str:
         return run_id
     if not isinstance(run_id, str):
         raise TypeError(f"a run id is a string of letters, digits and `._:@-`; got {run_id!r}")
-    if not _RUN_ID.match(run_id):
+    if not _RUN_ID.fullmatch(run_id):  # `$` of `.match` would take a final newline
         raise RunIdError(
             f"{source}run id `{run_id}` must be 1-128 letters, digits and `._:@-`, starting with a letter or digit"
         )
