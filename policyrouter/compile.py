@@ -665,7 +665,7 @@ class _Compiler:
 
         def fetch(ctx: Any) -> Any:
             got = ctx.facts.custom(name, value)
-            return fn(value) if got is MISSING else got
+            return fact.checked(key, fn(value)) if got is MISSING else got
 
         read = _memo(key, fetch)
         return _Lowered(read, fact.type, (FactRef(node.span.text, key, fact.type, read),))

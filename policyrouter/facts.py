@@ -14,7 +14,14 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from policyrouter.diagnostics import closest
-from policyrouter.quantities import QuantityError, parse_count, parse_duration, parse_money, parse_share
+from policyrouter.quantities import (
+    QuantityError,
+    finite_number,
+    parse_count,
+    parse_duration,
+    parse_money,
+    parse_share,
+)
 from policyrouter.registry import GLOBAL_BUDGETS, Registry
 
 MISSING: Any = object()
@@ -82,6 +89,23 @@ class Fact:
             raise ValueError(f"a fact's type is one of {', '.join(FACT_TYPES)} (or `number`), not `{self.type}`")
         if not callable(self.fn):
             raise TypeError(f"a fact's `fn` is a function that gives its value; got {type(self.fn).__name__}")
+
+    def checked(self, name: str, value: object) -> Any:
+        """What `fn` gave, if it is a value of this fact's type; else a TypeError naming the fact (a
+        string `"false"` would read as true, `None` fail a comparison with no name on it)."""
+        if self.type == "bool":
+            ok = isinstance(value, bool)
+        elif self.type == "string":
+            ok = isinstance(value, str)
+        else:
+            number = finite_number(value)
+            ok = number is not None and number >= 0 and (self.type != "share" or number <= 1)
+        if not ok:
+            expected = {"bool": "True or False", "string": "a str", "share": "a number from 0 to 1"}.get(
+                self.type, "a number, 0 or more"
+            )
+            raise TypeError(f"the fact `{name}` ({self.type}) gave {value!r}: its function must give {expected}")
+        return value
 
     def parse(self, value: object) -> Any:
         """A dry-run value of this fact's type (`15%`, `$4`, `8k`, `800ms`, true), or QuantityError."""

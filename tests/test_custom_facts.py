@@ -98,3 +98,27 @@ def test_facts_a_policy_could_not_read_are_refused_at_load(
     with pytest.raises(error) as info:
         _router(tmp_path, "route sonnet prefer work\n", facts)  # type: ignore[arg-type]
     assert message in str(info.value)
+
+
+# (fact type, what its function gives): each was read as it came, a string "false" as true, None as a
+# TypeError from inside a comparison that named no fact, NaN as a decision whose explanation raised
+BAD_VALUES = [
+    ("bool", "false"),
+    ("count", None),
+    ("count", "5"),
+    ("count", float("nan")),
+    ("count", 10**400),
+    ("count", -1),
+    ("share", 1.5),
+    ("string", 5),
+]
+
+
+@pytest.mark.parametrize(("kind", "value"), BAD_VALUES, ids=[f"{k} {v!r}" for k, v in BAD_VALUES])
+def test_a_function_that_gives_a_value_not_of_its_type_is_named(tmp_path: Path, kind: str, value: object) -> None:
+    condition = {"bool": "mine", "string": 'mine == "x"', "share": "mine > 50%"}.get(kind, "mine > 3")
+    router = _router(
+        tmp_path, f"route sonnet when {condition} prefer personal\n", {"mine": Fact(kind, lambda _: value)}
+    )
+    with pytest.raises(TypeError, match=rf"the fact `mine` \({kind}\) gave"):
+        router.decide("sonnet", facts={})
