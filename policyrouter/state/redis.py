@@ -154,6 +154,25 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+_URL_HELP = "write it like `redis://HOST:PORT/DB`, `rediss://USER:${PASSWORD}@HOST:PORT/DB` or `unix:///PATH`"
+
+
+def _check_url(url: str, shown: str) -> None:
+    """What redis-py would read otherwise: `/abc` or `/0/x` as database 0, a port of 99999 late."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise StateError(shown, "the port is not a number from 1 to 65535", _URL_HELP)
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise StateError(shown, f"the database `{database}` is not a number", _URL_HELP)
+
+
 class RedisStore(StateStore):
     def __init__(
         self,
@@ -174,9 +193,15 @@ class RedisStore(StateStore):
         self._errors_type = redis_lib.RedisError
         self.prefix = key_prefix
         self._zset = f"{key_prefix}reservations"
-        self.client: redis_lib.Redis = redis_lib.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, decode_responses=True
-        )
+        _check_url(url, self.url)
+        try:
+            self.client: redis_lib.Redis = redis_lib.Redis.from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, decode_responses=True
+            )
+            pool = self.client.connection_pool  # an option it does not take fails here, not on first use
+            pool.connection_class(**pool.connection_kwargs)
+        except (ValueError, TypeError) as e:  # a port that is no number, an option redis-py does not take
+            raise StateError(self.url, f"not a Redis URL redis-py can use: {e}", _URL_HELP) from None
         self._reserve_script = self.client.register_script(_RESERVE)
         self._finish_script = self.client.register_script(_FINISH)
         self._reap_script = self.client.register_script(_REAP)

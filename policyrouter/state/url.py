@@ -21,6 +21,10 @@ def sqlite_path(url: str, config_dir: Path) -> Path:
     rest = url[len("sqlite://") :]
     if not rest.startswith("/") or rest == "/":
         raise StateError(url, "an SQLite state URL is `sqlite:///PATH`", "e.g. `sqlite:///.policyrouter/state.db`")
+    if "?" in rest:  # it would be part of the file's name
+        raise StateError(url, "an SQLite state URL takes no options", "write the path alone: `sqlite:///PATH`")
+    if rest == "/:memory:":  # SQLite's name for a database in memory: here it would be a file of that name
+        raise StateError(url, "an SQLite state URL names a file", "for a state kept in memory, write `memory://`")
     path = Path(rest[1:]).expanduser()
     return path if path.is_absolute() else config_dir / path
 

@@ -50,6 +50,27 @@ def test_open_store_understands_each_kind(tmp_path: Path) -> None:
         open_store(registry, "sqlite://state.db")
 
 
+# (URL, what the error says): each was taken as it came, then misread or raised from urllib or redis-py
+BAD_URLS = [
+    ("sqlite:///:memory:", "`memory://`"),  # was a file named `:memory:` in the config directory
+    ("sqlite:///state.db?mode=ro", "no options"),  # was a file named `state.db?mode=ro`
+    ("redis://localhost:notaport", "port"),
+    ("redis://localhost:99999", "port"),
+    ("redis://127.0.0.1:6390/abc", "database `abc`"),  # was database 0
+    ("redis://127.0.0.1:6390/0?socket_timeout=abc", "socket_timeout"),
+    ("redis://127.0.0.1:6390/0?key_prefix=team-a:", "key_prefix"),  # failed on the first command
+]
+
+
+@pytest.mark.parametrize(("url", "words"), BAD_URLS, ids=[url for url, _ in BAD_URLS])
+def test_a_state_url_that_cannot_be_used_is_a_state_error(tmp_path: Path, url: str, words: str) -> None:
+    registry = make_registry(path=tmp_path / "registry.yaml")
+    with pytest.raises(StateError) as e:
+        open_store(registry, url).close()
+    assert words in str(e.value) and str(e.value).startswith(f"state store `{url}`")
+    assert not list(tmp_path.glob("*:memory:*")) and not list(tmp_path.glob("*mode=ro*"))
+
+
 def test_redact_hides_passwords_only() -> None:
     assert redact("redis://u:pw@host:6380/2") == "redis://u:***@host:6380/2"
     assert redact("redis://host:6379/0") == "redis://host:6379/0"
