@@ -123,6 +123,7 @@ class Fact:
         return amount
 
 
+NAMED_FACTS = ("quota", "spend", "budget", "rpm", "tpm", "errors", "latency", "cooldown", "in_flight", "round_robin")
 FACT_KEYS = (
     "quota",
     "spend",
@@ -290,20 +291,23 @@ class StaticFacts:
         return self._custom.get(name if arg is None else f"{name}.{arg}", MISSING)
 
 
-def nest_facts(flat: Mapping[str, Any]) -> dict[str, Any]:
+def nest_facts(flat: Mapping[str, Any], custom: Mapping[str, Fact] | None = None) -> dict[str, Any]:
     """Facts read by a decision (`{"quota.work": 0.15, "hour": 9}`, as `Decision.facts` and `decision`
     events hold them) in the shape dry runs take (`{"quota": {"work": 0.15}, "hour": 9}`), so the
     decision can be made again. A None (a latency with no samples) is left out: a fresh state reads
-    it the same way."""
+    it the same way. `custom`: the facts of your own, whose names may hold a dot (`queue.depth`).
+    A FactsError if a key is both one value and a mapping (an events line edited by hand)."""
+    custom = custom or {}
     out: dict[str, Any] = {}
     for key, value in flat.items():
         if value is None:
             continue
         kind, dot, name = key.partition(".")
-        if dot:
-            out.setdefault(kind, {})[name] = value
-        else:
-            out[key] = value
+        by_name = dot and key not in custom and (kind in NAMED_FACTS or (kind in custom and custom[kind].arg))
+        into = out.setdefault(kind, {}) if by_name else out
+        if not isinstance(into, dict) or (not by_name and isinstance(out.get(key), dict)):
+            raise FactsError(f"`{kind if by_name else key}` is both one value and a mapping", (key,))
+        into[name if by_name else key] = value
     return out
 
 

@@ -18,8 +18,8 @@ from typing import Any
 from policyrouter.decision import Decision, token_count
 from policyrouter.diagnostics import closest
 from policyrouter.errors import DecisionError, PolicyRouterError
-from policyrouter.facts import nest_facts
-from policyrouter.router import Router
+from policyrouter.facts import FactsError, nest_facts
+from policyrouter.router import InvalidFacts, Router
 
 log = logging.getLogger("policyrouter.replay")
 
@@ -110,11 +110,16 @@ def find_decision(path: Path, request_id: str) -> Mapping[str, Any]:
 def replay(router: Router, event: Mapping[str, Any]) -> Replay:
     recorded = dict(event["facts"])
     try:
-        decision = router.decide(**_recorded_request(event), facts=nest_facts(recorded))
+        facts = nest_facts(recorded, router.config.custom_facts)
+        decision = router.decide(**_recorded_request(event), facts=facts)
     except DecisionError as e:
         if e.decision is None:
             raise
         decision = e.decision
+    except (FactsError, InvalidFacts) as e:  # an events line edited by hand, or another config's
+        raise ReplayError(
+            f"the decision event for `{event.get('request_id')}` records facts that do not fit: {e}"
+        ) from None
     unrecorded = tuple(k for k in decision.facts if k not in recorded)
     return Replay(event, decision, unrecorded)
 

@@ -131,3 +131,48 @@ def test_a_damaged_line_is_skipped_and_said_where(
     ]
     code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", "elsewhere"])
     assert code == 1 and "3 damaged lines skipped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("facts", "words"),
+    [
+        (
+            {"quota": 0.1, "quota.work": 0.2},
+            ["records facts that do not fit", "`quota` is both one value and a mapping"],
+        ),
+        ({"quota.wrok": 0.5}, ["records facts that do not fit", "`wrok`"]),
+    ],
+    ids=["a value and a mapping", "an unknown provider"],
+)
+def test_recorded_facts_edited_out_of_shape_are_a_clear_error(
+    recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str], facts: dict[str, object], words: list[str]
+) -> None:
+    # `{"quota": 0.1, "quota.work": 0.2}` raised TypeError from inside nest_facts
+    config, events, request_id = recorded
+    lines = []
+    for line in events.read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "decision":
+            event["facts"] = facts
+        lines.append(json.dumps(event))
+    events.write_text("\n".join(lines) + "\n")
+    code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    for word in words:
+        assert word in err
+
+
+def test_a_fact_of_your_own_with_a_dot_in_its_name_replays(tmp_path: Path) -> None:
+    # `queue.depth` was nested as {"queue": {"depth": …}}, and the replay refused it
+    config = tmp_path / "cfg"
+    shutil.copytree(EXAMPLE, config, ignore=shutil.ignore_patterns(".policyrouter", "tests"))
+    (config / "subscriptions.policy").write_text("route sonnet when queue.depth > 5 prefer personal\n")
+    depth = policyrouter.Fact("count", lambda _: 7)
+    router = policyrouter.load(config, facts={"queue.depth": depth}, state="memory://")
+    decision = router.decide("sonnet")
+    assert decision.facts["queue.depth"] == 7
+    from policyrouter.replay import replay
+
+    again = replay(router, {"request_id": "r", "request": {"model": "sonnet"}, "facts": dict(decision.facts)})
+    assert [d.key for d in again.decision.order] == [d.key for d in decision.order]
