@@ -135,6 +135,8 @@ class Events:
         include_content: bool = False,
         redact: Callable[[str], str] | None = None,
     ) -> None:
+        if not isinstance(include_content, bool):  # "false" would log every prompt
+            raise TypeError(f"`include_content` is True or False, got {include_content!r}")
         self.include_content = include_content
         self.redact = redact
         self._sinks: list[Sink] = list(_sinks(sinks))
@@ -220,12 +222,14 @@ def _sinks(spec: SinkSpec) -> Iterable[Sink]:
     if isinstance(spec, Events):
         yield from spec._sinks
     elif isinstance(spec, (str, os.PathLike)):
+        if not str(spec) or os.path.isdir(spec):  # `""` is the working directory: every event would be lost
+            raise ValueError(f"an events file is the path of a file, not a directory; got {str(spec)!r}")
         yield FileSink(spec)
     elif hasattr(spec, "write"):
         yield StreamSink(spec)  # type: ignore[arg-type]
     elif callable(spec):
         yield spec
-    elif isinstance(spec, Iterable):
+    elif isinstance(spec, Iterable) and not isinstance(spec, (Mapping, bytes)):  # a dict's keys are no sinks
         for item in spec:
             yield from _sinks(item)
     else:

@@ -95,6 +95,28 @@ def test_sinks_file_stream_and_callback_get_the_same_lines(make_router: Any, tmp
     assert from_file == from_stream == seen
 
 
+@pytest.mark.parametrize(
+    ("sink", "error", "words"),
+    [
+        ("", ValueError, "not a directory"),  # was the working directory: one warning, then every event lost
+        (".", ValueError, "not a directory"),
+        ({"path": "events.jsonl"}, TypeError, "not dict"),  # was a file named `path`
+        (b"events.jsonl", TypeError, "not bytes"),
+    ],
+    ids=["empty path", "a directory", "a mapping", "bytes"],
+)
+def test_a_sink_that_cannot_take_events_is_refused_when_the_router_is_made(
+    sink: object, error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        Events(sink)  # type: ignore[arg-type]
+
+
+def test_include_content_is_a_bool() -> None:
+    with pytest.raises(TypeError, match="`include_content` is True or False"):
+        Events(include_content="false")  # type: ignore[arg-type]  # was truthy: every prompt logged
+
+
 def test_a_broken_sink_does_not_break_the_call(make_router: Any, caplog: pytest.LogCaptureFixture) -> None:
     def broken(event: dict[str, Any]) -> None:
         raise RuntimeError("disk full")
