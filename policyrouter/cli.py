@@ -62,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `policyrouter schema | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
+    except OSError as e:  # the output cannot be written (a full disk), a file the command needs is gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _skip_collection_at_exit() -> None:

@@ -68,8 +68,12 @@ def config_dirs(root: Path) -> list[Path]:
     """`root` itself when it holds a registry, else every directory below it that does."""
     if (root / REGISTRY_FILE).is_file() or not root.is_dir():
         return [root]
-    found = sorted(p.parent for p in root.rglob(REGISTRY_FILE) if ".policyrouter" not in p.parts)
-    return found or [root]
+    found = []
+    for folder, subfolders, files in os.walk(root):  # a folder that cannot be read, or goes, is passed over
+        subfolders[:] = [d for d in subfolders if d != ".policyrouter"]
+        if REGISTRY_FILE in files:
+            found.append(Path(folder))
+    return sorted(found) or [root]
 
 
 def load_config(

@@ -584,3 +584,19 @@ def test_a_directory_with_nothing_of_a_config_says_so_once(run: Callable[..., Ru
         ".: error[config-missing]: `.` is not a config directory: no `registry.yaml` and no `*.policy` file"
     )
     assert "no-policies" not in result.out and "registry-not-found" not in result.out
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a device that is always full")
+def test_output_that_cannot_be_written_is_an_error_not_a_traceback() -> None:
+    # `policyrouter schema > /dev/full` ended in an OSError traceback
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "policyrouter.cli", "schema"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr == "error: [Errno 28] No space left on device\n"
