@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from policyrouter import ast
@@ -39,12 +39,17 @@ _ALLOW = re.compile(r"policyrouter:\s*allow\s+([a-z0-9, -]+)")
 def lint(program: Program, files: Sequence[ast.PolicyFile], *, deep: bool = True) -> list[Diagnostic]:
     registry = program.registry
     routes = [s for f in files for s in f.statements if isinstance(s, ast.Route)]
+    lets: dict[str, ast.Expr] = {}  # each name's first `let`, for the conditions that name it
+    for f in files:
+        for s in f.statements:
+            if isinstance(s, ast.Let):
+                lets.setdefault(s.name.name, s.value)
     found = list(_fallbacks(registry, routes))
-    found += _contradictions(routes)
+    found += _contradictions(routes, lets)
     if files:
         found += _unused(registry, routes)
     if deep:
-        found += _holes(program, routes)
+        found += _holes(program, routes, lets)
     return found
 
 
@@ -104,29 +109,30 @@ def _fallbacks(registry: Registry, routes: Sequence[ast.Route]) -> Iterator[Diag
 # -- contradictions -----------------------------------------------------------------------------
 
 
-def _contradictions(routes: Sequence[ast.Route]) -> Iterator[Diagnostic]:
+def _contradictions(routes: Sequence[ast.Route], lets: Mapping[str, ast.Expr]) -> Iterator[Diagnostic]:
     """`quota(work) > 20% and quota(work) < 10%`: an `and` whose comparisons of one fact with literals
-    leave the fact no value (each comparison on its own is checked against the fact's range at compile)."""
-    for route in routes:
-        for condition in _conditions(route):
-            stack = [condition]
-            while stack:
-                expr = stack.pop()
-                if isinstance(expr, (ast.And, ast.Or)):
-                    stack += expr.operands
-                elif isinstance(expr, ast.Not):
-                    stack.append(expr.operand)
-                if isinstance(expr, ast.And):
-                    clash = _clash(expr)
-                    if clash is not None:
-                        fact, compares = clash
-                        yield Diagnostic(
-                            "condition-never-holds",
-                            f"`{expr.span.text}` never holds",
-                            expr.span,
-                            "warning",
-                            f"no value of `{fact}` meets " + " and ".join(f"`{c.span.text}`" for c in compares),
-                        )
+    leave the fact no value (each comparison on its own is checked against the fact's range at compile),
+    in a route's condition or a `let`'s value (once, where it is written)."""
+    conditions = [c.condition for route in routes for c in route.clauses if isinstance(c, ast.When)]
+    for condition in [*conditions, *lets.values()]:
+        stack = [condition]
+        while stack:
+            expr = stack.pop()
+            if isinstance(expr, (ast.And, ast.Or)):
+                stack += expr.operands
+            elif isinstance(expr, ast.Not):
+                stack.append(expr.operand)
+            if isinstance(expr, ast.And):
+                clash = _clash(expr)
+                if clash is not None:
+                    fact, compares = clash
+                    yield Diagnostic(
+                        "condition-never-holds",
+                        f"`{expr.span.text}` never holds",
+                        expr.span,
+                        "warning",
+                        f"no value of `{fact}` meets " + " and ".join(f"`{c.span.text}`" for c in compares),
+                    )
 
 
 def _clash(conjunction: ast.And) -> tuple[str, list[ast.Compare]] | None:
@@ -226,13 +232,13 @@ def _glob_match(pattern: str, name: str) -> bool:
 # -- routes that can leave nothing --------------------------------------------------------------
 
 
-def _holes(program: Program, routes: Sequence[ast.Route]) -> Iterator[Diagnostic]:
+def _holes(program: Program, routes: Sequence[ast.Route], lets: Mapping[str, ast.Expr]) -> Iterator[Diagnostic]:
     by_target = {r.target.name: r for r in routes}
     for name, plan in program.plans.items():
         node = by_target.get(plan.route.target)
         if node is None:
             continue
-        found = _first_hole(program, plan, node)
+        found = _first_hole(program, plan, node, lets)
         if found is not None:
             request, facts, alive = found
             yield Diagnostic(
@@ -246,12 +252,15 @@ def _holes(program: Program, routes: Sequence[ast.Route]) -> Iterator[Diagnostic
             )
 
 
-def _first_hole(program: Program, plan: ModelPlan, node: ast.Route) -> tuple[Request, dict[str, Any], str] | None:
+def _first_hole(
+    program: Program, plan: ModelPlan, node: ast.Route, lets: Mapping[str, ast.Expr]
+) -> tuple[Request, dict[str, Any], str] | None:
     registry = program.registry
     model = plan.model
-    dims = _fact_dimensions(registry, plan, node)
-    tags = sorted(_tags(node))
-    tokens = sorted({0, *(t for t in _literals(node, "tokens") if t <= (model.context_window or math.inf))})
+    conditions = list(_conditions(node, lets))
+    dims = _fact_dimensions(registry, plan, conditions)
+    tags = sorted(_tags(conditions))
+    tokens = sorted({0, *(t for t in _literals(conditions, "tokens") if t <= (model.context_window or math.inf))})
     requests = [
         Request(model.name, frozenset(caps), int(tok), None, frozenset(tagset))
         for caps in [(), *((c,) for c in sorted(model.capabilities))]
@@ -290,11 +299,11 @@ def _eligible_alone(program: Program, plan: ModelPlan, request: Request, source:
     return None
 
 
-def _fact_dimensions(registry: Registry, plan: ModelPlan, node: ast.Route) -> dict[str, list[Any]]:
+def _fact_dimensions(registry: Registry, plan: ModelPlan, conditions: Sequence[ast.Expr]) -> dict[str, list[Any]]:
     """Each fact the route reads, with the boundary values of its comparisons; and each provider of
     the model available or cooling down."""
     dims: dict[str, list[Any]] = {}
-    for key, kind, literals in _compared_facts(node):
+    for key, kind, literals in _compared_facts(conditions):
         lo, hi = (
             (0.0, 1.0)
             if kind == "share"
@@ -320,9 +329,9 @@ def _fact_dimensions(registry: Registry, plan: ModelPlan, node: ast.Route) -> di
     return dims
 
 
-def _compared_facts(node: ast.Route) -> Iterator[tuple[str, str, list[float]]]:
+def _compared_facts(conditions: Sequence[ast.Expr]) -> Iterator[tuple[str, str, list[float]]]:
     found: dict[str, tuple[str, list[float]]] = {}
-    for expr in _conditions(node):
+    for expr in conditions:
         for cmp in _comparisons(expr):
             for fact, literal in ((cmp.left, cmp.right), (cmp.right, cmp.left)):
                 key_kind = _fact_key(fact)
@@ -343,10 +352,24 @@ def _fact_key(node: ast.Expr) -> tuple[str, str] | None:
     return None
 
 
-def _conditions(node: ast.Route) -> Iterator[ast.Expr]:
-    for clause in node.clauses:
-        if isinstance(clause, ast.When):
-            yield clause.condition
+def _conditions(node: ast.Route, lets: Mapping[str, ast.Expr]) -> Iterator[ast.Expr]:
+    """The route's `when` conditions, then the value of each `let` they name (and those name in turn):
+    a fact compared in a `let` is compared by the routes that use it."""
+    pending = [clause.condition for clause in node.clauses if isinstance(clause, ast.When)]
+    named: set[str] = set()
+    while pending:
+        expr = pending.pop(0)
+        yield expr
+        stack = [expr]
+        while stack:
+            e = stack.pop()
+            if isinstance(e, ast.Name) and e.name in lets and e.name not in named:
+                named.add(e.name)
+                pending.append(lets[e.name])
+            elif isinstance(e, (ast.And, ast.Or)):
+                stack += e.operands
+            elif isinstance(e, ast.Not):
+                stack.append(e.operand)
 
 
 def _comparisons(expr: ast.Expr) -> Iterator[ast.Compare]:
@@ -359,9 +382,9 @@ def _comparisons(expr: ast.Expr) -> Iterator[ast.Compare]:
         yield from _comparisons(expr.operand)
 
 
-def _tags(node: ast.Route) -> set[str]:
+def _tags(conditions: Sequence[ast.Expr]) -> set[str]:
     out = set()
-    for expr in _conditions(node):
+    for expr in conditions:
         stack = [expr]
         while stack:
             e = stack.pop()
@@ -374,9 +397,9 @@ def _tags(node: ast.Route) -> set[str]:
     return out
 
 
-def _literals(node: ast.Route, name: str) -> set[float]:
+def _literals(conditions: Sequence[ast.Expr], name: str) -> set[float]:
     out: set[float] = set()
-    for expr in _conditions(node):
+    for expr in conditions:
         for cmp in _comparisons(expr):
             for fact, literal in ((cmp.left, cmp.right), (cmp.right, cmp.left)):
                 if isinstance(fact, ast.Name) and fact.name == name and isinstance(literal, ast.Literal):
