@@ -582,9 +582,11 @@ class _Compiler:
             )
             return _Lowered(lambda ctx: None, "error")
         if spec is None:
-            self.error(
-                "unknown-fact", f"unknown fact `{name}`", span, did_you_mean(name, (*BUILTIN_FACTS, *self.custom))
+            known = (*BUILTIN_FACTS, *self.custom)
+            help = did_you_mean(name, known) or (
+                f"the facts are {_names(known)}; name a condition of your own with `let {name} = …` above this line"
             )
+            self.error("unknown-fact", f"unknown fact `{name}`", span, help)
             return _Lowered(lambda ctx: None, "error")
         if spec.arg is None:
             if arg is not None:
@@ -631,7 +633,7 @@ class _Compiler:
                     "no-quota",
                     f"provider `{provider}` has no quota, so `quota({provider})` is always 100%",
                     arg.span,
-                    f"declare `quota:` for `{provider}` in registry.yaml",
+                    f"declare `quota:` for `{provider}` in registry.yaml, or test `spend(...)` or `budget(...)`",
                 )
             return provider
         if kind == "budget":

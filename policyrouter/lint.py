@@ -33,7 +33,8 @@ from policyrouter.quantities import format_quantity
 from policyrouter.registry import Registry
 
 MAX_CASES_PER_ROUTE = 2048
-_ALLOW = re.compile(r"policyrouter:\s*allow\s+([a-z0-9, -]+)")
+_CODE = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+_ALLOW = re.compile(rf"policyrouter:\s*allow\s+({_CODE}(?:\s*,\s*{_CODE})*)")  # codes, then any reason
 
 
 def lint(program: Program, files: Sequence[ast.PolicyFile], *, deep: bool = True) -> list[Diagnostic]:

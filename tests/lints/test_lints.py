@@ -153,9 +153,14 @@ def test_fixed_policy_is_quiet(case: dict[str, Any], tmp_path: Path, monkeypatch
     assert [d.code for d in config.diagnostics if d.severity != "note" or d.code == case["code"]] == []
 
 
-def test_a_comment_naming_the_code_suppresses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "comment",
+    ["# policyrouter: allow condition-never-holds", "# policyrouter: allow condition-never-holds -- on purpose"],
+    ids=["the code", "the code and a reason"],  # a reason after ` --` was read as part of the code
+)
+def test_a_comment_naming_the_code_suppresses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, comment: str) -> None:
     monkeypatch.chdir(tmp_path)
-    policy = "route sonnet when quota(work) > 100% prefer work  # policyrouter: allow condition-never-holds\n"
+    policy = f"route sonnet when quota(work) > 100% prefer work  {comment}\n"
     _config(tmp_path, "allowed", {}, policy, None)
     assert [d.code for d in load_config(Path("allowed"), deep=True).diagnostics] == []
 
