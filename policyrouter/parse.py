@@ -375,7 +375,7 @@ def _list_help(source: Source, token: Token, found: str) -> str | None:
     words = before.replace(",", " , ").split()
     if len(words) >= 2 and words[-2] == "," and words[-1] in ("else", "otherwise"):
         return f"drop the `,` before `{words[-1]}`"
-    if words and words[-1] != "," and words[-1].replace("-", "").replace("_", "").isalnum():
+    if words and ast.NAME.fullmatch(words[-1]):  # a name, not `3`: `when hour > 3 work` lacks an action
         return f"names in a list are separated by commas: `{words[-1]}, {found}`"
     return None
 
