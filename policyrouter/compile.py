@@ -82,6 +82,13 @@ def check_custom_facts(facts: Mapping[Any, object]) -> dict[str, Fact]:
     return checked
 
 
+_LITERAL_OF = {
+    "share": "`20%`",
+    "money": "`$5`",
+    "count": "`100` or `8k`",
+    "duration": "`800ms`",
+    "string": '`"batch"`',
+}
 _OPERATOR_WORDS = frozenset({"not", "and", "or", "in", "true", "false"})  # what an expression reads otherwise
 
 FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
@@ -563,6 +570,10 @@ class _Compiler:
             help = "money is written with `$`, e.g. `$5`"
         elif left.type == "duration" and right.type == "count":
             help = "durations take a unit, e.g. `800ms` or `2s`"
+        elif isinstance(node, ast.Literal) != isinstance(left_node, ast.Literal):  # a fact and a literal
+            kind = left.type if isinstance(node, ast.Literal) else right.type
+            if kind in _LITERAL_OF:
+                help = f"compare it with {_TYPE_WORDS[kind]}, such as {_LITERAL_OF[kind]}"
         message = f"cannot compare {_written(left_node, left.type)} with {_written(node, right.type)}"
         self.error("type-mismatch", message, node.span, help)
         return False
