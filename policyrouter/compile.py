@@ -476,13 +476,15 @@ class _Compiler:
         if not typed:  # reported once; the config will not load, so nothing is worked out
             return _Lowered(lambda ctx: None, "error", facts)
         if lf is rf and left.const is MISSING:  # one reader on both sides: `quota(work) > quota(work)`
-            word = "always" if node.op in ("==", "<=", ">=") else "never"
+            holds = node.op in ("==", "<=", ">=")
             self.warn(
-                f"condition-{word}-holds",
+                f"condition-{'always' if holds else 'never'}-holds",
                 f"`{node.span.text}` compares a fact with itself",
                 node.span,
                 "one side likely meant another name",
             )
+            # settled as a range settles `weekday >= 1`: the clauses after an always are unreachable
+            return _Lowered(lambda ctx: holds, "bool", facts, holds, settled=True, depth=depth)
         if left.const is not MISSING and right.const is not MISSING:
             value = op(left.const, right.const)
             return _Lowered(lambda ctx: value, "bool", facts, value)
