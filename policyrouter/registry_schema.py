@@ -235,6 +235,24 @@ def _timezone_name(name: str) -> str:
     return name
 
 
+def _base_url(url: str) -> str:
+    """An http(s) URL, written out: litellm takes it as it is, so `localhost:11434` or `${PROXY}` would
+    only fail on the first call."""
+    if ENV_REFERENCE.search(url):
+        raise _error(
+            "registry-value",
+            "`${NAME}` is read only in `settings.state`; a `base_url` is the URL itself",
+            "write the URL, e.g. `http://127.0.0.1:11434`",
+        )
+    if not re.match(r"https?://[^\s/]", url):
+        raise _error(
+            "registry-value",
+            f"expected an http:// or https:// URL, got {_describe(url)}",
+            f"e.g. `http://{url}`" if "://" not in url else "e.g. `http://127.0.0.1:11434`",
+        )
+    return url
+
+
 def _state_url(url: str) -> str:
     scheme, separator, _ = url.partition("://")
     if not (separator and scheme in _STATE_SCHEMES):
@@ -378,6 +396,7 @@ Weight = Annotated[float, PlainValidator(_weight), WithJsonSchema({"type": "numb
 WindowName = Annotated[Window, PlainValidator(_window), WithJsonSchema(_WINDOW_SCHEMA)]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 TimezoneName = Annotated[str, AfterValidator(_timezone_name)]
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
 StateUrl = Annotated[str, AfterValidator(_state_url)]
 EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
 CapabilityName = Annotated[str, AfterValidator(_capability_name)]
@@ -485,7 +504,7 @@ class ProviderSpec(_Spec):
     api_key_env: EnvVarName | None = Field(
         None, description="the NAME of the environment variable that holds the API key"
     )
-    base_url: str | None = Field(None, description="the API base URL, for self-hosted or proxied providers")
+    base_url: BaseUrl | None = Field(None, description="the API base URL, for self-hosted or proxied providers")
     quota: QuotaSpec | None = Field(None, description="the subscription's allowance per window")
     rpm: Limit | None = Field(None, description="the provider's requests per minute")
     tpm: Limit | None = Field(None, description="the provider's tokens per minute")
@@ -499,7 +518,7 @@ class DeploymentSpec(_Spec):
     rpm: Limit | None = Field(None, description="this deployment's own requests per minute")
     tpm: Limit | None = Field(None, description="this deployment's own tokens per minute")
     weight: Weight = Field(1.0, description="its share of traffic under weighted strategies")
-    base_url: str | None = Field(None, description="the API base URL, overriding the provider's")
+    base_url: BaseUrl | None = Field(None, description="the API base URL, overriding the provider's")
 
 
 class ModelSpec(_Spec):

@@ -317,6 +317,7 @@ BAD_REGISTRIES: list[tuple[str, list[str]]] = [  # case name, the codes it must 
     ("quota-unit", ["registry-value"]),
     ("bad-window", ["registry-value"] * 5),
     ("window-length", ["registry-value", "registry-value", "registry-value", "registry-type", "registry-value"]),
+    ("base-url", ["registry-value", "registry-value"]),
     (
         "keys-of-other-registries",
         [
@@ -459,14 +460,14 @@ def test_a_value_only_the_full_reader_takes_still_loads(tmp_path: Path, monkeypa
         monkeypatch,
         """\
         providers:
-          local: {litellm_provider: ollama, base_url: :11434}   # `:11434` is a plain scalar here
+          local: {litellm_provider: ollama}
         models:
           coder:
             deployments:
-              - {provider: local, model_id: qwen}
+              - {provider: local, model_id: :latest}   # `:latest` is a plain scalar here
         """,
     )
-    assert registry.providers["local"].base_url == ":11434"
+    assert registry.models["coder"].deployments[0].model_id == ":latest"
     assert str(registry.providers["local"].span) == "registry.yaml:2:3"
 
 
