@@ -396,7 +396,7 @@ Weight = Annotated[float, PlainValidator(_weight), WithJsonSchema({"type": "numb
 WindowName = Annotated[Window, PlainValidator(_window), WithJsonSchema(_WINDOW_SCHEMA)]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 TimezoneName = Annotated[str, AfterValidator(_timezone_name)]
-BaseUrl = Annotated[str, AfterValidator(_base_url)]
+BaseUrl = Annotated[str, AfterValidator(_base_url), WithJsonSchema({"type": "string", "pattern": r"^https?://[^\s/$]"})]
 StateUrl = Annotated[str, AfterValidator(_state_url)]
 EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
 CapabilityName = Annotated[str, AfterValidator(_capability_name)]

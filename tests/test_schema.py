@@ -83,6 +83,8 @@ AGREEMENT = [
     ("a negative count", "providers.work.tpm", "-5k", False),
     ("a budget named by no window", "budgets.weekly", {"usd": 5}, False),
     ("a provider name with a space", "providers.team a", {"litellm_provider": "openai"}, False),
+    ("a base URL without its scheme", "providers.work.base_url", "localhost:11434", False),
+    ("a base URL", "providers.work.base_url", "http://127.0.0.1:11434", True),
 ]
 # fmt: on
 
