@@ -114,6 +114,8 @@ class Fact:
                 raise QuantityError(f"expected true or false, got `{value}`")
             return value
         if self.type == "string":
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):  # None is no "None"
+                raise QuantityError(f"expected a string, got `{value}`")
             return str(value)
         amount = {"share": parse_share, "money": parse_money, "count": parse_count, "duration": parse_duration}[
             self.type
@@ -231,7 +233,11 @@ class StaticFacts:
                     raise FactsError(f"`{key}` is a whole number from {lo} to {hi}", (key,))
                 self._custom[key] = int(n)
             elif key == "request_id":
-                self.request_id = str(value)
+                if not isinstance(value, str):  # None would be the id "None"
+                    raise FactsError(
+                        f"`request_id` is a string, got {value!r}", (key,), 'quote it: `request_id: "r-1"`'
+                    )
+                self.request_id = value
             elif key in custom:
                 fact = custom[key]
                 if fact.arg:

@@ -509,6 +509,7 @@ def _refusal(router: policyrouter.Router, model: str, **kwargs: Any) -> policyro
         ({"spend": {"run": "$-3"}}, "spend.run", ["`$-3` is negative"]),
         ({"rpm": {"work": -2}}, "rpm.work", ["`-2` is negative"]),
         ({"quota": {"openai": "10%"}}, "quota.openai", ["`openai` has no quota", "always 100%"]),
+        ({"request_id": None}, "request_id", ["`request_id` is a string", "None"]),  # was the id "None"
         ({"errors": {"work": 10**400}}, "errors.work", ["count"]),
         ({"quota": {"work": 10**400}}, "quota.work", ["share"]),
         ({"latency": {"work": "9" * 400 + "ms"}}, "latency.work", ["is too large"]),
@@ -529,6 +530,7 @@ def _refusal(router: policyrouter.Router, model: str, **kwargs: Any) -> policyro
         "negative money text",
         "negative rate",
         "a quota of a provider without one",
+        "a request id of None",
         "an int too large for a float",
         "a share too large for a float",
         "digits too many for a float",
