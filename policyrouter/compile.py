@@ -361,7 +361,8 @@ class _Compiler:
                     f"unknown capability `{ident.name}`",
                     ident.span,
                     (f"did you mean `{guess}`?" if (guess := meant_capability(ident.name, known)) else None)
-                    or "declare your own under `settings.capabilities` in registry.yaml",
+                    or f"the capabilities are {_names(sorted(known))}; "
+                    "declare your own under `settings.capabilities` in registry.yaml",
                 )
         return out
 
