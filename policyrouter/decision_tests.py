@@ -108,7 +108,7 @@ def _cases_from_text(text: str, shown: str) -> tuple[list[Case], list[Diagnostic
     from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.error import YAMLError
 
-    source = Source(shown, text)
+    source = Source(shown, text, yaml=True)
     try:
         data = load_yaml(text)
     except YAMLError as e:

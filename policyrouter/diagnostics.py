@@ -9,6 +9,7 @@ linting — produces these, so the CLI never shows a traceback for bad input.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,10 +23,14 @@ class Source:
 
     path: str
     text: str
+    yaml: bool = field(default=False, compare=False)  # YAML also ends a line at U+0085, U+2028, U+2029
     lines: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lines", tuple(self.text.splitlines()))
+        # Lines end where the file's parser ends them: "\n" for a policy (text mode has made "\r\n" and
+        # "\r" one). `splitlines` would also end one at a form feed, and number the lines after it wrong.
+        lines = _YAML_BREAK.split(self.text) if self.yaml else self.text.split("\n")
+        object.__setattr__(self, "lines", tuple(lines))
 
     def line_text(self, line: int) -> str:
         return self.lines[line - 1] if 0 < line <= len(self.lines) else ""
@@ -138,16 +143,15 @@ class Diagnostic:
         return f"::{level} {','.join(props)}::{text}"
 
 
-def line_and_column(text: str, offset: int) -> tuple[int, int]:
+def line_and_column(text: str, offset: int, yaml: bool = False) -> tuple[int, int]:
     """The 1-based line and column of the character at `offset` in `text`, lines counted as `Source`
     counts them."""
-    before = text[:offset].splitlines(keepends=True)
-    if not before:
-        return 1, 1
-    last = before[-1]
-    if last.splitlines()[0] != last:  # `before` ends with a line break: the offset starts a line
-        return len(before) + 1, 1
-    return len(before), len(last) + 1
+    lines = (_YAML_BREAK if yaml else _BREAK).split(text[:offset])
+    return len(lines), len(lines[-1]) + 1
+
+
+_BREAK = re.compile("\n")
+_YAML_BREAK = re.compile("[\n\x85\u2028\u2029]")
 
 
 def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:

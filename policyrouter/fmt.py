@@ -34,7 +34,7 @@ def format_policy(text: str, path: str = "<policy>") -> str:
 class _Printer:
     def __init__(self, tree: ast.PolicyFile, text: str) -> None:
         self.tree = tree
-        self.lines = text.splitlines()
+        self.lines = text.split("\n")  # numbered as the parser numbers them
         self.comments = dict(tree.comments)  # line → comment text
         self.out: list[str] = []
 
@@ -70,6 +70,7 @@ class _Printer:
     def statement(self, node: ast.Statement) -> None:
         if isinstance(node, ast.Let):
             parts = operand_parts(f"let {node.name.name} = ", node.value)
+            parts[-1] = (parts[-1][0], node.span.end_line)  # the last part takes the lines to the end: `)  # …`
             if self.split(parts, node.span.line):
                 return
             self.out += self.commented(f"let {node.name.name} = {expr(node.value)}", node.span.line, node.span.end_line)
@@ -193,10 +194,12 @@ def expr(node: ast.Expr, parent: int = 0) -> str:
             return f"{node.func.name}()"
         arg = node.arg.name if isinstance(node.arg, ast.Ident) else _string(str(node.arg.value))
         return f"{node.func.name}({arg})"
-    if isinstance(node, ast.Compare):
-        return f"{expr(node.left, 4)} {node.op} {expr(node.right, 4)}"
-    if isinstance(node, ast.In):
-        return f"{expr(node.left, 4)} in ({', '.join(expr(o, 4) for o in node.options)})"
+    if isinstance(node, (ast.Compare, ast.In)):
+        if isinstance(node, ast.Compare):
+            text = f"{expr(node.left, 4)} {node.op} {expr(node.right, 4)}"
+        else:
+            text = f"{expr(node.left, 4)} in ({', '.join(expr(o, 4) for o in node.options)})"
+        return f"({text})" if parent >= 4 else text  # one side of a comparison: comparisons do not chain
     own = _PRECEDENCE[type(node)]
     if isinstance(node, ast.Not):
         text = f"not {expr(node.operand, own)}"

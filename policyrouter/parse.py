@@ -384,7 +384,7 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
     line = getattr(e, "line", None) or 1
     column = getattr(e, "column", None) or 1
     if (isinstance(e, UnexpectedToken) and e.token.type == "$END") or isinstance(e, UnexpectedEOF):
-        lines = source.text.rstrip().splitlines() or [""]
+        lines = source.text.rstrip().split("\n")
         line, column = len(lines), len(lines[-1]) + 1
         span = Span(source, line, column, line, column + 1)
         expected_set = set(e.expected)

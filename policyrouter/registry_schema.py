@@ -581,7 +581,7 @@ def load_registry(path: Path) -> Registry:
 @without_collector
 def registry_from_text(text: str, path: Path) -> Registry:
     """Validate and build the registry `text`, read from `path`; raise `ConfigError` with every problem."""
-    source = Source(str(path), text)
+    source = Source(str(path), text, yaml=True)
     root = _parse_yaml(source)
     locator = _Locator(root, source)
     spec = _validate(root, locator)
@@ -851,7 +851,7 @@ def _strip(annotation: Any) -> Any:
 def _diagnostics(issues: list[_Issue], locator: _Locator) -> list[Diagnostic]:
     places = [locator.find(issue.loc, issue.at_key) for issue in issues]
     secrets = [place for place, issue in zip(places, issues, strict=True) if issue.mask]
-    source = Source(locator.source.path, _mask(locator.source.text, secrets))
+    source = Source(locator.source.path, _mask(locator.source.text, secrets), yaml=True)
     return [
         Diagnostic(issue.code, issue.message, place.span(source), help=issue.help)
         for issue, place in zip(issues, places, strict=True)

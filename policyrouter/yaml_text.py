@@ -116,7 +116,7 @@ def problem_at(exc: Exception, text: str) -> tuple[int, int] | None:
     offset = getattr(exc, "position", None)  # a character YAML does not allow: the reader knows its offset
     if not isinstance(offset, int):
         return None
-    line, column = line_and_column(text, offset)
+    line, column = line_and_column(text, offset, yaml=True)
     return line - 1, column - 1
 
 

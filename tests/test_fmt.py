@@ -83,6 +83,16 @@ GOLDEN = [
         "let t = a  # one\n    or b and c  # two\n",
     ),
     (
+        "a comparison as one side of a comparison keeps its parentheses",
+        "route s when (quota(w) > 20%) != early prefer w\nroute t when (hour in (1, 2)) == false prefer w\n",
+        "route s when (quota(w) > 20%) != early prefer w\nroute t when (hour in (1, 2)) == false prefer w\n",
+    ),
+    (
+        "a let in parentheses over lines keeps the comment after its closing one",
+        "let busy = (\n    hour < 9  # early\n    or hour > 17  # late\n)  # office hours\n",
+        "let busy = hour < 9  # early\n    # late\n    or hour > 17  # office hours\n",
+    ),
+    (
         "a comment at the end of a when alone keeps it on one line",
         "route x {\n    when a\n        prefer p  # why\n    fallback y\n}\n",
         "route x {\n    when a prefer p  # why\n    fallback y\n}\n",
