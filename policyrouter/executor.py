@@ -149,7 +149,11 @@ class Executor:
                 if delay > 0:
                     time.sleep(delay)
                 continue
-            return call.succeeded(attempt, response, first)
+            try:
+                return call.succeeded(attempt, response, first)
+            except BaseException:
+                call.interrupted(attempt, response)
+                raise
         call.exhausted()
 
     async def acompletion(self, router: Router, model: str, messages: Sequence[Any], **kwargs: Any) -> Any:
@@ -170,7 +174,15 @@ class Executor:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 continue
-            return await _step(off_loop, call.succeeded, attempt, response, first)
+            try:
+                return await _step(off_loop, call.succeeded, attempt, response, first)
+            except asyncio.CancelledError:
+                if not off_loop:  # off the loop, the worker thread goes on and finishes the books
+                    call.interrupted(attempt, response)
+                raise
+            except BaseException:
+                await _step(off_loop, call.interrupted, attempt, response)
+                raise
         call.exhausted()
 
 
@@ -355,10 +367,14 @@ class _Call:
                 self._refused(d, e)
                 self._move_on(d, str(e))
                 continue
-            self._warn(d, reservation)
-            self.tries += 1
-            attempt = _Try(d, reservation, self._litellm_kwargs(d, api_key), self.tries, self.retry)
-            self.report.attempt(d, attempt.number, attempt.retry, self.estimate, cost, self.stream, self.messages)
+            try:  # from here the reservation is the caller's to settle or release, even on Ctrl-C
+                self._warn(d, reservation)
+                self.tries += 1
+                attempt = _Try(d, reservation, self._litellm_kwargs(d, api_key), self.tries, self.retry)
+                self.report.attempt(d, attempt.number, attempt.retry, self.estimate, cost, self.stream, self.messages)
+            except BaseException:
+                self._release(reservation, None)
+                raise
             self.called = True
             attempt.started = time.perf_counter()
             return attempt
@@ -485,6 +501,18 @@ class _Call:
                 retry_after=failure.retry_after,
                 cooldown=seconds,
             )
+
+    def interrupted(self, attempt: _Try, response: Any) -> None:
+        """What `succeeded` did not get to do, when something that is no API failure (Ctrl-C, a raising
+        event callback) stopped it: a reply received is settled, as the provider bills it; a
+        reservation otherwise still held is released."""
+        if attempt.reservation.state != "held":
+            return
+        if response is not None and not self.stream:
+            usage = usage_of(response) or Usage(self.prompt_tokens, text_tokens(reply_chars(response)), estimated=True)
+            self._settle(attempt, usage, time.perf_counter() - attempt.started, getattr(response, "model", None))
+        else:
+            self._release(attempt.reservation, None)
 
     def succeeded(self, attempt: _Try, response: Any, first: Any) -> Any:
         if self.stream:

@@ -105,6 +105,9 @@ class MemoryStore(StateStore):
                 del samples[self.latency_samples :]
                 out.append(op.value)
                 continue
+            if op.action == "max" and (kept := self._live(op.key, now)) is not None and kept.used >= op.value:
+                out.append(kept.used)  # the larger value stays, with its own expiry
+                continue
             cell = self._cell(op.key, now, op.ttl)
             cell.used = cell.used + op.value if op.action == "add" else op.value
             out.append(cell.used)

@@ -12,7 +12,7 @@ from typing import Literal, NamedTuple
 from policyrouter.registry import Deployment
 
 LimitKind = Literal["quota", "budget", "rpm", "tpm"]
-OpAction = Literal["add", "set", "push"]
+OpAction = Literal["add", "set", "max", "push"]  # max: the larger of the value and what is there
 
 
 def share_left(taken: float, limit: float | None) -> float:

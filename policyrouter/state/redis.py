@@ -122,6 +122,14 @@ for o = 1, tonumber(ARGV[6]) do
   else
     if action == 'add' then
       out[#out + 1] = redis.call('HINCRBYFLOAT', key, 'used', value)
+    elseif action == 'max' then
+      local kept = redis.call('HGET', key, 'used')
+      if kept and tonumber(kept) >= tonumber(value) then
+        value, ttl = kept, ''  -- the larger value stays, with its own expiry
+      else
+        redis.call('HSET', key, 'used', value)
+      end
+      out[#out + 1] = value
     else
       redis.call('HSET', key, 'used', value)
       out[#out + 1] = value

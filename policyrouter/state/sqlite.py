@@ -63,6 +63,12 @@ _WRITE = {
     f"used = {used}, reserved = iif({_FRESH}, 0, reserved), {_EXPIRY}"
     for action, used in (("add", f"iif({_FRESH}, 0, used) + excluded.used"), ("set", "excluded.used"))
 }
+# the larger value, with its own expiry: a smaller one changes nothing (`WHERE` leaves the row as it is)
+_WRITE["max"] = (
+    "INSERT INTO counters (key, used, expires_at) VALUES {rows} ON CONFLICT (key) DO UPDATE SET "
+    f"used = excluded.used, reserved = iif({_FRESH}, 0, reserved), {_EXPIRY} "
+    f"WHERE {_FRESH} OR excluded.used > used"
+)
 _HOLD = f"""INSERT INTO counters (key, reserved, expires_at) VALUES {{rows}}
 ON CONFLICT (key) DO UPDATE SET used = iif({_FRESH}, 0, used),
     reserved = iif({_FRESH}, 0, reserved) + excluded.reserved, {_EXPIRY}"""

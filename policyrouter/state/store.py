@@ -330,9 +330,11 @@ class StateStore(ABC):
     # -- other writes -------------------------------------------------------------------------
 
     def cooldown(self, provider: str, seconds: float) -> None:
-        """Keep `provider` cooling down for `seconds` from now (0 ends a cooldown)."""
+        """Keep `provider` cooling down for at least `seconds` from now: a longer cooldown already set
+        (a 401's, when a 429 with a short `retry-after` comes after it) stays. 0 ends a cooldown."""
         now = self.now().timestamp()
-        self._apply(now, [Op("set", keys.cooldown_key(provider), now + seconds, max(seconds, 1.0))])
+        op = Op("max" if seconds > 0 else "set", keys.cooldown_key(provider), now + seconds, max(seconds, 1.0))
+        self._apply(now, [op])
 
     def advance_round_robin(self, model: str) -> int:
         """Move `model`'s round-robin position on by one; returns the new position."""

@@ -495,3 +495,24 @@ def test_a_closed_router_refuses_what_needs_the_live_state(make_router: Any, llm
             use()
     assert str(router.decide("sonnet", facts={}).order[0]) == "sonnet@work"
     assert len(llm.calls()) == 2
+
+
+@pytest.mark.parametrize("at", ["attempt", "success"])
+def test_a_ctrl_c_between_the_reservation_and_the_books_holds_nothing(
+    make_router: Any, llm: LoopbackLLM, at: str
+) -> None:
+    # Raised after the reservation was made and before the call's try (at `attempt`), it left the
+    # reservation held until its lease ran out; raised after the books (at `success`), they stay.
+    def interrupt(event: dict[str, Any]) -> None:
+        if event["event"] == at:
+            raise KeyboardInterrupt
+
+    llm.script("work", ok(prompt_tokens=1000, completion_tokens=200))
+    router = make_router(events=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        router.completion("sonnet", hi())
+    router.live_facts.clear()
+    assert router.live_facts.in_flight("work") == 0
+    assert router.live_facts.usage("budget", "run").reserved == 0
+    billed = (1000 * 3.00 + 200 * 15.00) / 1e6 if at == "success" else 0.0  # a reply received is billed
+    assert spend(router) == pytest.approx(billed)

@@ -366,6 +366,20 @@ def test_cooldown_counts_down(store_factory: StoreFactory, clock: FakeClock) -> 
     assert f.cooldown("openai") == 0
 
 
+def test_a_shorter_cooldown_leaves_a_longer_one_as_it_is(store_factory: StoreFactory, clock: FakeClock) -> None:
+    # A 429 with `retry-after: 1` that came after a 401's 300 s cooled the provider down for 1 s: the bad
+    # key was tried again a second later.
+    store = store_factory(make_registry(), clock=clock)
+    store.cooldown("work", 300)
+    store.cooldown("work", 1)
+    f = facts(store)
+    assert f.cooldown("work") == 300
+    clock.advance(2)  # past the shorter one's expiry: the longer one's counter is still there
+    assert f.cooldown("work") == 298
+    store.cooldown("work", 600)  # a longer one still lengthens it
+    assert f.cooldown("work") == 600
+
+
 def test_latency_is_the_median_of_recent_calls(store_factory: StoreFactory, clock: FakeClock) -> None:
     registry = make_registry()
     store = store_factory(registry, clock=clock, latency_samples=3)
