@@ -10,6 +10,7 @@ the router whose calls count against the run NAME. litellm is imported on the fi
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -249,6 +250,9 @@ class Router:
         if self._executor is not None:
             from policyrouter.streams import LEFTOVERS
 
+            # a stream dropped unread sits in a reference cycle with its generator, so only the cyclic
+            # collector finds it: run it now, so its finalizer queues its books before the wait
+            gc.collect()
             LEFTOVERS.wait(timeout=10.0)
         if self._store is not None and self._store is not self._state:
             self._store.close()

@@ -89,6 +89,26 @@ def test_a_stream_closed_early_settles_what_was_received(
     assert chunks.raw.completion_stream.response.is_closed
 
 
+def test_close_settles_a_stream_dropped_unread(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    # Left in a reference cycle with its generator, it was found only by a later collection: after the
+    # `with` block, nothing was spent and a call was still in flight.
+    llm.script("work", stream("x" * 400, pieces=4))
+    gc.disable()  # no collection of its own may come first
+    try:
+        with make_router() as router:
+            for _ in router.completion("sonnet", hi(), stream=True, tokens=100):
+                break  # stop reading: the stream is dropped, not closed
+            store = router.store
+    finally:
+        gc.enable()
+    assert [e["event"] for e in events] == ["decision", "attempt", "success"]
+    assert store.read([store.layout.spend("run", store.now(), store.run_id).key])[0].used == pytest.approx(
+        cost(100, 25)
+    )
+
+
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
 def test_a_stream_left_to_the_garbage_collector_is_settled_without_a_deadlock(
     make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]], asynchronous: bool
