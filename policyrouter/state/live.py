@@ -20,6 +20,7 @@ import math
 import statistics
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -72,6 +73,11 @@ class _Derived:
         self.in_flight: dict[str, float] = {}
 
 
+# every LiveFacts on a store, so that what one forgets after a write, the others do too; a list of
+# references, which threads append to and copy without a lock (each is one step under the GIL)
+_on_store: weakref.WeakKeyDictionary[StateStore, list[weakref.ref[LiveFacts]]] = weakref.WeakKeyDictionary()
+
+
 class LiveFacts:
     """Facts read from `store` (for `registry`, at `clock`'s time, for run `run_id`), cached for `ttl` s.
 
@@ -109,6 +115,7 @@ class LiveFacts:
         self._facts: _Derived | None = None  # a decision view's kept fact values
         self._stale: set[str] = set()  # counters this process wrote since they were cached
         self._tz = self.registry.settings.timezone
+        _on_store.setdefault(store, []).append(weakref.ref(self))
 
     def _new_locks(self) -> None:
         self._lock = threading.Lock()  # decision views share it; one made before a fork lives one decision
@@ -142,7 +149,16 @@ class LiveFacts:
         """Forget the cached counters a call on `deployment` writes (after this process settled,
         released or cooled one down), so the next decision here sees them as they are now; the rest stay
         cached. `fresh`: those counters as the write left them (what `settle` and `release` return),
-        taken as they are; the others are read again by the next decision, in one round trip."""
+        taken as they are; the others are read again by the next decision, in one round trip. The
+        other live facts on the same store (a router's run views) forget them too: they are the same
+        provider's cooldown, errors and calls in flight."""
+        for ref in list(_on_store.get(self.store, ())):
+            other = ref()
+            if other is not None and other is not self:
+                other._forget(deployment, None)
+        self._forget(deployment, fresh)
+
+    def _forget(self, deployment: Deployment, fresh: Mapping[str, Counter] | None) -> None:
         written = self.store.layout.call_meters(deployment, self._at(), self.run_id).keys
         with self._lock:
             snapshot = self._latest[0]

@@ -73,13 +73,31 @@ def test_the_reservation_refuses_when_another_process_spent_the_budget_meanwhile
     first = make_router(registry, "route sonnet strategy in_order\n", run_id="shared")
     store = first.store
     first.decide("sonnet", tokens=1000, max_tokens=500)  # reads and caches the budget left
-    other = make_router(registry, "route sonnet strategy in_order\n", run_id="shared", state=store)
-    exact_call(other)  # spends $0.0105 of $0.02; `first` still holds its read from before
+    # another process spends $0.0105 of $0.02 in the shared store: `first` still holds its read from before
+    work = first.registry.models["sonnet"].deployments[0]
+    held = store.reserve(work, tokens=1500, cost=CALL_COST, run_id="shared")
+    store.settle(held, input_tokens=1000, output_tokens=500, cost=CALL_COST)
 
     with pytest.raises(BudgetExceeded) as caught:
         exact_call(first)
     assert caught.value.attempts[0].code == "budget"
     assert caught.value.spent == pytest.approx(CALL_COST)
+    assert len(llm.calls()) == 0
+
+
+def test_a_router_on_the_same_store_in_this_process_sees_the_others_spend_at_once(
+    make_router: Any, llm: LoopbackLLM
+) -> None:
+    """In one process, what one router writes, another on the same store reads at its next decision."""
+    llm.default("work", ok(prompt_tokens=1000, completion_tokens=500))
+    registry = with_budgets("  run: {usd: 0.02, hard: true}\n")
+    first = make_router(registry, "route sonnet strategy in_order\n", run_id="shared")
+    first.decide("sonnet", tokens=1000, max_tokens=500)  # reads and caches the budget left
+    other = make_router(registry, "route sonnet strategy in_order\n", run_id="shared", state=first.store)
+    exact_call(other)
+    with pytest.raises(BudgetExceeded) as caught:
+        exact_call(first)
+    assert caught.value.attempts == []  # refused by the decision: nothing was reserved
     assert len(llm.calls()) == 1
 
 

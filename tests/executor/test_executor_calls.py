@@ -516,3 +516,15 @@ def test_a_ctrl_c_between_the_reservation_and_the_books_holds_nothing(
     assert router.live_facts.usage("budget", "run").reserved == 0
     billed = (1000 * 3.00 + 200 * 15.00) / 1e6 if at == "success" else 0.0  # a reply received is billed
     assert spend(router) == pytest.approx(billed)
+
+
+def test_a_cooldown_in_one_run_view_is_seen_by_the_others(make_router: Any, llm: LoopbackLLM) -> None:
+    # Each view kept its own cache of the live state: a provider one view cooled down after a 429 was
+    # called again by the other, and answered 429 again.
+    router = make_router()
+    a, b = router.run("view-a"), router.run("view-b")
+    b.completion("sonnet", hi())  # b's live facts now hold a snapshot
+    llm.script("work", rate_limited(retry_after=60))
+    a.completion("sonnet", hi())  # cools `work` down
+    b.completion("sonnet", hi())  # at the same instant
+    assert [c.provider for c in llm.calls()] == ["work", "work", "personal", "personal"]
