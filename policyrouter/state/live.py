@@ -73,9 +73,16 @@ class _Derived:
         self.in_flight: dict[str, float] = {}
 
 
-# every LiveFacts on a store, so that what one forgets after a write, the others do too; a list of
-# references, which threads append to and copy without a lock (each is one step under the GIL)
+# every LiveFacts on a store, so that what one forgets after a write, the others do too: a list of
+# references, copied without a lock (one step under the GIL), rebuilt under one when a LiveFacts joins
 _on_store: weakref.WeakKeyDictionary[StateStore, list[weakref.ref[LiveFacts]]] = weakref.WeakKeyDictionary()
+_joining = threading.Lock()
+
+
+def _join(store: StateStore, facts: LiveFacts) -> None:
+    with _joining:  # the references of facts gone are dropped here: a run view per job adds no garbage
+        alive = [ref for ref in _on_store.get(store, ()) if ref() is not None]
+        _on_store[store] = [*alive, weakref.ref(facts)]
 
 
 class LiveFacts:
@@ -115,7 +122,7 @@ class LiveFacts:
         self._facts: _Derived | None = None  # a decision view's kept fact values
         self._stale: set[str] = set()  # counters this process wrote since they were cached
         self._tz = self.registry.settings.timezone
-        _on_store.setdefault(store, []).append(weakref.ref(self))
+        _join(store, self)
 
     def _new_locks(self) -> None:
         self._lock = threading.Lock()  # decision views share it; one made before a fork lives one decision
