@@ -54,7 +54,7 @@ from policyrouter.failures import Failure, backoff, classify
 from policyrouter.quantities import format_amount, format_quantity
 from policyrouter.registry import Deployment
 from policyrouter.report import RequestReport
-from policyrouter.state import LimitExceededError
+from policyrouter.state import LimitExceededError, StateError
 from policyrouter.streams import AsyncRoutedStream, RoutedStream, Tally
 
 if TYPE_CHECKING:
@@ -311,7 +311,10 @@ class _Call:
         for key in decision.facts:
             if key.startswith("round_robin."):
                 model = key.removeprefix("round_robin.")
-                self.store.advance_round_robin(model)
+                try:
+                    self.store.advance_round_robin(model)
+                except StateError as e:  # the order is decided; the next request may start where this did
+                    log.warning("%s; the round-robin position of `%s` stays where it was", e, model)
                 self.live.forget_round_robin(model)
         return decision
 
@@ -489,7 +492,10 @@ class _Call:
         else:
             seconds = self.options.unusable_cooldown
         seconds = min(seconds, self.options.max_cooldown)
-        self.store.cooldown(d.provider, seconds)
+        try:
+            self.store.cooldown(d.provider, seconds)
+        except StateError as e:  # no spend is lost: this request goes on, and moves off the provider itself
+            log.warning("%s; `%s` is not cooled down for other requests", e, d.provider)
         self.live.forget(d)
         self.cooled[d.provider] = f"{failure.kind}: {failure.reason}"
         if failure.kind == "rate_limited":

@@ -528,3 +528,21 @@ def test_a_cooldown_in_one_run_view_is_seen_by_the_others(make_router: Any, llm:
     a.completion("sonnet", hi())  # cools `work` down
     b.completion("sonnet", hi())  # at the same instant
     assert [c.provider for c in llm.calls()] == ["work", "work", "personal", "personal"]
+
+
+def test_a_cooldown_the_store_cannot_record_does_not_fail_the_request(
+    make_router: Any, llm: LoopbackLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The StateError of a busy or unreachable store came out of completion(), with no fallback, though the
+    # failure event had said `next: fallback`; no spend rides on a cooldown.
+    from policyrouter.state import StateError
+
+    llm.script("work", rate_limited(retry_after=30))
+    router = make_router()
+
+    def unreachable(provider: str, seconds: float) -> None:
+        raise StateError(router.store.url, "the store does not answer")
+
+    monkeypatch.setattr(router.store, "cooldown", unreachable)
+    response = router.completion("sonnet", hi())
+    assert response._hidden_params["policyrouter"]["deployment"] == "sonnet@personal"
