@@ -69,7 +69,14 @@ def config_dirs(root: Path) -> list[Path]:
     if (root / REGISTRY_FILE).is_file() or not root.is_dir():
         return [root]
     found = []
-    for folder, subfolders, files in os.walk(root):  # a folder that cannot be read, or goes, is passed over
+    seen: set[str] = set()  # folders walked, by real path: a link back up is not walked again
+    # a folder that cannot be read, or goes, is passed over; a linked config directory is checked
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
         subfolders[:] = [d for d in subfolders if d != ".policyrouter"]
         if REGISTRY_FILE in files:
             found.append(Path(folder))

@@ -55,14 +55,20 @@ def lint(program: Program, files: Sequence[ast.PolicyFile], *, deep: bool = True
 
 
 def suppress(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
-    """Drop warnings and notes whose line, or the line before, says `policyrouter: allow CODE`."""
+    """Drop warnings and notes whose line, or a comment line right above it (one, or a run of them),
+    says `policyrouter: allow CODE`. A run, since `fmt` puts the comments of lines it joins there."""
     kept = []
     for d in diagnostics:
         if d.severity != "error" and d.span is not None:
             source = d.span.source
+            lines = [d.span.line]
+            while lines[-1] > 1 and source.line_text(lines[-1] - 1).lstrip().startswith("#"):
+                lines.append(lines[-1] - 1)
+            if len(lines) == 1:
+                lines.append(d.span.line - 1)  # the line before, whatever it holds
             allowed = {
                 code.strip()
-                for line in (d.span.line - 1, d.span.line)
+                for line in lines
                 for m in _ALLOW.finditer(source.line_text(line))
                 for code in m.group(1).split(",")
             }

@@ -600,3 +600,13 @@ def test_output_that_cannot_be_written_is_an_error_not_a_traceback() -> None:
         )
     assert done.returncode == 1
     assert done.stderr == "error: [Errno 28] No space left on device\n"
+
+
+def test_check_walks_into_a_linked_config_directory_once(card: Path, run: Callable[..., Run], tmp_path: Path) -> None:
+    # A symlinked config directory was passed over, and check said all was well.
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "linked").symlink_to(card, target_is_directory=True)
+    (tmp_path / "tree" / "up").symlink_to(tmp_path / "tree", target_is_directory=True)  # a loop: walked once
+    result = run("check", "tree")
+    assert result.code == 0, result.out + result.err
+    assert [line.split(":")[0] for line in result.out.splitlines()] == ["tree/linked"]

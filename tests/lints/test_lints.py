@@ -165,6 +165,18 @@ def test_a_comment_naming_the_code_suppresses_it(tmp_path: Path, monkeypatch: py
     assert [d.code for d in load_config(Path("allowed"), deep=True).diagnostics] == []
 
 
+def test_a_suppression_in_a_run_of_comments_above_the_line_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # where `fmt` puts the comments of the lines it joins: the allow comment was two lines up, and ignored
+    monkeypatch.chdir(tmp_path)
+    policy = (
+        "# policyrouter: allow condition-never-holds\n# on purpose\nroute sonnet when quota(work) > 100% prefer work\n"
+    )
+    _config(tmp_path, "above", {}, policy, None)
+    assert [d.code for d in load_config(Path("above"), deep=True).diagnostics] == []
+
+
 def test_a_suppression_names_one_code_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     policy = "# policyrouter: allow unused-route\nroute sonnet when quota(work) > 100% prefer work\n"
