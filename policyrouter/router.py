@@ -252,7 +252,8 @@ class Router:
 
             # a stream dropped unread sits in a reference cycle with its generator, so only the cyclic
             # collector finds it: run it now, so its finalizer queues its books before the wait
-            gc.collect()
+            if LEFTOVERS.unsettled():
+                gc.collect()
             LEFTOVERS.wait(timeout=10.0)
         if self._store is not None and self._store is not self._state:
             self._store.close()

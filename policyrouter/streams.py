@@ -22,6 +22,7 @@ import os
 import queue
 import sys
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
@@ -51,9 +52,19 @@ class _Leftovers:
         self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
+        self._streams: weakref.WeakSet[Any] = weakref.WeakSet()  # every stream not yet collected
 
-    def ready(self) -> None:
-        """Make sure the thread runs (from the code that makes a stream)."""
+    def unsettled(self) -> bool:
+        """Whether a stream made here may still be unsettled: read in part, or dropped unread and
+        waiting for the cyclic collector, as it sits in a cycle with its generator."""
+        try:
+            return any(getattr(s, "_finish", None) is not None for s in list(self._streams))
+        except RuntimeError:  # the set changed while it was copied: a stream is being made
+            return True
+
+    def ready(self, stream: Any) -> None:
+        """Make sure the thread runs (from the code that makes a stream), and keep the stream in view."""
+        self._streams.add(stream)
         if self._thread is not None and self._thread.is_alive():
             return
         with self._start:
@@ -138,7 +149,7 @@ class RoutedStream:
         self._finish: Finish | None = finish
         self._chunks = self._run(raw, first)
         self._pid = os.getpid()  # a forked child's copy is not its stream to settle
-        LEFTOVERS.ready()
+        LEFTOVERS.ready(self)
 
     def _run(self, raw: Any, first: Any) -> Generator[Any, None, None]:
         try:
@@ -203,7 +214,7 @@ class AsyncRoutedStream:
         self._has_first = first is not None
         self._blocking = blocking  # settle on a worker thread: the store may wait on a file or a socket
         self._pid = os.getpid()
-        LEFTOVERS.ready()
+        LEFTOVERS.ready(self)
 
     def _done(self, error: BaseException | None) -> None:
         finish, self._finish = self._finish, None
