@@ -25,6 +25,7 @@ from policyrouter.diagnostics import Diagnostic, Source, Span, closest, did_you_
 from policyrouter.errors import REFUSAL_CODES, ConfigError, DecisionError, unknown_refusal
 from policyrouter.lint import suppress
 from policyrouter.quantities import parse_count
+from policyrouter.registry import meant_capability
 from policyrouter.router import InvalidFacts, Router
 from policyrouter.text_files import read_config_text, unreadable
 from policyrouter.yaml_text import load_yaml, problem_at, problem_help, problem_text
@@ -218,6 +219,12 @@ def judge(
     req = request
     decision: Decision | None
     error: DecisionError | None
+    vocabulary = router.registry.settings.capabilities
+    for name in req.get("requires") or ():  # a typo would be refused, and pass a test that expects that
+        if str(name) not in vocabulary:
+            guess = meant_capability(str(name), vocabulary)
+            hint = f" (did you mean `{guess}`?)" if guess else ""
+            return Verdict(False, f"invalid case: `{name}` is not a capability name{hint}")
     try:
         decision = router.decide(
             str(req["model"]),

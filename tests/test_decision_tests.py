@@ -191,6 +191,15 @@ def test_facts_that_do_not_fit_fail_the_case_with_a_suggestion(make_config: Call
     assert outcome.case.span.line == 1
 
 
+def test_a_capability_that_does_not_exist_fails_the_case(make_config: Callable[..., Path]) -> None:
+    # `requires: [vison]` was refused as unsupported, so a case expecting that refusal passed on a typo
+    case = "- name: typo\n  request: {model: sonnet, requires: [vison]}\n  expect: {error: unsupported_capability}\n"
+    directory = make_config(REGISTRY, CARD, tests={"cases.yaml": case})
+    (outcome,), _ = decision_tests.run_files(policyrouter.load(directory), [directory / "tests" / "cases.yaml"])
+    assert not outcome.passed
+    assert outcome.message == "invalid case: `vison` is not a capability name (did you mean `vision`?)"
+
+
 def test_the_cli_renders_them_with_a_position(
     make_config: Callable[..., Path],
     monkeypatch: pytest.MonkeyPatch,
