@@ -383,8 +383,10 @@ def cmd_test(args: argparse.Namespace) -> int:
 
         report = coverage.coverage_of(router.program, [o.decision for o in outcomes])
     under_text = ""
-    if report is not None and args.fail_under is not None and report.percent < args.fail_under:
-        under_text = f"coverage {report.percent:.1f}% is below --fail-under {args.fail_under:g}%"
+    shown = round(report.percent, 2) if report is not None else 100.0  # as JSON shows it: 66.67, not 66.666…
+    if report is not None and args.fail_under is not None and shown < args.fail_under:
+        digits = 1 if round(shown, 1) == shown else 2
+        under_text = f"coverage {shown:.{digits}f}% is below --fail-under {args.fail_under:g}%"
     under = bool(under_text)
     if args.format == "json":
         out: dict[str, object] = {

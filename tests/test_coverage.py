@@ -366,3 +366,16 @@ def test_shipped_example_is_fully_covered(capsys: pytest.CaptureFixture[str], mo
     code, out, _ = run(["test", "--config", "policies/first-policy", "--fail-under", "100"], capsys)
     assert code == 0
     assert "coverage: 2/2 branches (100.0%), 1/1 routes" in out
+
+
+def test_fail_under_compares_the_percentage_as_it_is_shown(
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 2 of 3 branches: `--fail-under 66.67` failed against 66.666…, while JSON showed 66.67 and passed false
+    (config_dir / "routes.policy").write_text("route m when quota(a) > 20% prefer a\n")
+    write_tests(config_dir, "- name: low\n  request: {model: m}\n  facts: {quota: {a: 10%}}\n  expect: {first: a}\n")
+    code, out, _ = run(["test", "--fail-under", "66.67", "--format", "json"], capsys)
+    coverage = json.loads(out)["coverage"]
+    assert (code, coverage["percent"], coverage["passed"]) == (0, 66.67, True)
+    code, _, err = run(["test", "--fail-under", "66.7"], capsys)
+    assert code == 1 and "coverage 66.67% is below --fail-under 66.7%" in err
