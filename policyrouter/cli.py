@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from policyrouter import __version__
-from policyrouter.diagnostics import Diagnostic, did_you_mean, render
+from policyrouter.diagnostics import Diagnostic, did_you_mean, github_property, github_text, render
 from policyrouter.errors import ConfigError, DecisionError, PolicyRouterError
 
 # Each command imports what it needs when it runs, so that a cold start pays only for what its own
@@ -414,7 +414,7 @@ def cmd_test(args: argparse.Namespace) -> int:
                 print(_missed_github(branch))
             print(report.render())
         if under:
-            print(f"::error title=decision-test coverage::{_github_text(under_text)}")
+            print(f"::error title=decision-test coverage::{github_text(under_text)}")
         print(decision_tests.summary(outcomes))
     else:
         if problems:
@@ -436,18 +436,9 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def _missed_github(branch: coverage.Branch) -> str:
     span = branch.span
-    where = f"file={_github_property(span.path)},line={span.line},col={span.column}," if span is not None else ""
-    text = _github_text(f"{branch.route.target}: {branch.text}")
+    where = f"file={github_property(span.path)},line={span.line},col={span.column}," if span is not None else ""
+    text = github_text(f"{branch.route.target}: {branch.text}")
     return f"::notice {where}title=not covered by decision tests::{text}"
-
-
-def _github_text(text: str) -> str:
-    """A workflow command's message, escaped as GitHub reads it (`20%` would otherwise be mangled)."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _github_property(text: str) -> str:
-    return _github_text(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def _test_files(paths: list[Path]) -> list[Path] | None:
@@ -641,7 +632,7 @@ def _outcome_dict(outcome: decision_tests.Outcome) -> dict[str, object]:
 def _outcome_github(outcome: decision_tests.Outcome) -> str:
     span = outcome.case.span
     first = outcome.message.splitlines()[0] if outcome.message else ""
-    return f"::error file={_github_property(span.path)},line={span.line},title=decision test failed::" + _github_text(
+    return f"::error file={github_property(span.path)},line={span.line},title=decision test failed::" + github_text(
         f"{outcome.case.name}: {first}"
     )
 

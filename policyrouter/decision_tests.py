@@ -13,6 +13,7 @@ Each outcome keeps the decision it was judged on, for coverage (`policyrouter.co
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -331,15 +332,17 @@ def junit_xml(outcomes: Sequence[Outcome], problems: Sequence[Diagnostic], files
             case = ElementTree.SubElement(
                 suite,
                 "testcase",
-                name=outcome.case.name,
+                name=_xml(outcome.case.name),
                 classname=classname,
                 file=path,
                 line=str(outcome.case.span.line),
                 time=f"{outcome.seconds:.6f}",
             )
             if not outcome.passed:
-                failure = ElementTree.SubElement(case, "failure", message=_headline(outcome.message), type="decision")
-                failure.text = outcome.render()
+                failure = ElementTree.SubElement(
+                    case, "failure", message=_xml(_headline(outcome.message)), type="decision"
+                )
+                failure.text = _xml(outcome.render())
         for problem in found:
             case = ElementTree.SubElement(
                 suite,
@@ -350,8 +353,8 @@ def junit_xml(outcomes: Sequence[Outcome], problems: Sequence[Diagnostic], files
                 line=str(problem.span.line if problem.span else 1),
                 time="0",
             )
-            error = ElementTree.SubElement(case, "error", message=problem.message, type=problem.code)
-            error.text = render([problem])
+            error = ElementTree.SubElement(case, "error", message=_xml(problem.message), type=problem.code)
+            error.text = _xml(render([problem]))
         totals["tests"] += len(ran) + len(found)
         totals["failures"] += failures
         totals["errors"] += len(found)
@@ -359,6 +362,15 @@ def junit_xml(outcomes: Sequence[Outcome], problems: Sequence[Diagnostic], files
     root.attrib.update({k: str(v) for k, v in totals.items()}, time=f"{total_seconds:.6f}")
     ElementTree.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding="unicode") + "\n"
+
+
+def _xml(text: str) -> str:
+    """`text` without the characters XML 1.0 cannot hold (a case named with a bell made the report
+    unreadable to every JUnit tool)."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _headline(message: str) -> str:

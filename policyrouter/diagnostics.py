@@ -133,14 +133,23 @@ class Diagnostic:
         props = []
         file = self.span.path if self.span else self.path
         if file:
-            props.append(f"file={file}")
+            props.append(f"file={github_property(file)}")  # `g,1/x.policy` would end the property at the comma
         if self.span:
             props += [f"line={self.span.line}", f"col={self.span.column}", f"endColumn={self.span.end_column}"]
         props.append(f"title={self.code}")
-        text = self.message + (f" (help: {self.help})" if self.help else "")
-        text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        text = github_text(self.message + (f" (help: {self.help})" if self.help else ""))
         level = "notice" if self.severity == "note" else self.severity
         return f"::{level} {','.join(props)}::{text}"
+
+
+def github_text(text: str) -> str:
+    """A workflow command's message, escaped as GitHub reads it (`20%` would otherwise be mangled)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def github_property(text: str) -> str:
+    """A workflow command's property (`file=…`), escaped as GitHub reads it."""
+    return github_text(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def line_and_column(text: str, offset: int, yaml: bool = False) -> tuple[int, int]:

@@ -610,3 +610,10 @@ def test_check_walks_into_a_linked_config_directory_once(card: Path, run: Callab
     result = run("check", "tree")
     assert result.code == 0, result.out + result.err
     assert [line.split(":")[0] for line in result.out.splitlines()] == ["tree/linked"]
+
+
+def test_github_annotations_escape_the_file_property(make_config: Callable[..., Path], run: Callable[..., Run]) -> None:
+    # a diagnostic's `file=g,1/…` ended the property at the comma; test failures already wrote `g%2C1`
+    make_config(REGISTRY, "route sonnet when quota(work) > 100% prefer work\n", name="g,1")
+    result = run("check", "g,1", "--format", "github")
+    assert "::warning file=g%2C1/" in result.out and "file=g,1" not in result.out

@@ -270,3 +270,17 @@ def test_the_clock_warning_fails_only_a_strict_check(
     assert "0 errors, 1 warning, 1 passed, 0 failed" in capsys.readouterr().out
     assert cli.main(["check", "cfg", "--strict"]) == 1
     assert "error[test-reads-clock]" in capsys.readouterr().out
+
+
+def test_a_junit_report_stays_xml_whatever_a_case_is_named(make_config: Callable[..., Path]) -> None:
+    # a case named with a control character made XML no JUnit reader would take
+    from xml.dom import minidom
+
+    case = '- name: "bell\\a"\n  request: {model: sonnet}\n  expect: {first: personal}\n'
+    directory = make_config(REGISTRY, CARD, tests={"cases.yaml": case})
+    files = [directory / "tests" / "cases.yaml"]
+    outcomes, problems = decision_tests.run_files(policyrouter.load(directory), files)
+    assert outcomes[0].case.name == "bell\a" and not outcomes[0].passed
+    report = minidom.parseString(decision_tests.junit_xml(outcomes, problems, files))
+    (case_node,) = report.getElementsByTagName("testcase")
+    assert case_node.getAttribute("name") == "bell\ufffd"
