@@ -53,6 +53,7 @@ _CREDITS = re.compile(
 _CONNECTION = re.compile(
     r"connection error|connection refused|peer closed|connect timeout|name resolution", re.IGNORECASE
 )
+_TIMED_OUT = re.compile(r"timed out|read timeout|timeout on reading", re.IGNORECASE)  # mid-stream, as a 500
 _NO_CREDENTIALS = re.compile(r"missing credentials|api_key client option must be set|no api key", re.IGNORECASE)
 _PREFIX = re.compile(r"^(?:litellm\.)?[A-Za-z]+(?:Error|Exception|Timeout)?: ")
 _PROVIDER_PREFIX = re.compile(r"^[A-Za-z]+Exception - ")
@@ -83,6 +84,8 @@ def classify(exc: BaseException, litellm: Any) -> Failure | None:
     if kind is None:
         return None
     status = getattr(exc, "status_code", None)
+    if kind in ("timeout", "connection") and status not in (408, 504):
+        status = None  # litellm's own 500 for a socket that went quiet or away: no HTTP status was sent
     return Failure(
         kind,
         provider_message(exc),
@@ -116,6 +119,8 @@ def _kind(exc: BaseException, m: Any) -> str | None:
         text = str(getattr(exc, "message", "") or exc)
         if _NO_CREDENTIALS.search(text):
             return "auth"
+        if _TIMED_OUT.search(text):
+            return "timeout"
         return "connection" if _CONNECTION.search(text) else "server_error"
     if isinstance(exc, m.APIConnectionError):
         return "connection"

@@ -180,6 +180,31 @@ def broken_stream(h: Handler, body: dict[str, Any]) -> None:
     h.connection.shutdown(2)
 
 
+def silent_stream(h: Handler, body: dict[str, Any]) -> None:
+    """One chunk of content, then nothing until the server stops."""
+    h.send_response(200)
+    h.send_header("content-type", "text/event-stream")
+    h.send_header("transfer-encoding", "chunked")
+    h.end_headers()
+    chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
+    h._chunk(f"data: {json.dumps({**chunk, 'choices': [{'index': 0, 'delta': {'content': 'y' * 80}}]})}\n\n".encode())
+    h.llm.released.wait(10)
+
+
+def test_a_stream_that_goes_quiet_is_a_timeout_with_no_status(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    # litellm raises it as a 500: the failure event said `server_error`, status 500, which no server sent
+    llm.script("work", silent_stream)
+    router = make_router()
+    chunks = router.completion("sonnet", hi(), stream=True, tokens=60, timeout=0.5)
+    with pytest.raises(Exception, match=r"(?i)time"):
+        for _ in chunks:
+            pass
+    (failure,) = of_kind(events, "failure")
+    assert (failure["error"], failure["status"], failure["billed"]) == ("timeout", None, True)
+
+
 def test_a_stream_broken_mid_way_keeps_what_the_provider_billed_and_raises(
     make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
 ) -> None:
