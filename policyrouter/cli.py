@@ -480,7 +480,11 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     from policyrouter.fmt import format_policy
     from policyrouter.text_files import read_config_text, unreadable
 
-    files = [f for p in args.paths for f in ([p] if p.is_file() else sorted(p.rglob("*.policy")))]
+    found = [f for p in args.paths for f in ([p] if p.is_file() else sorted(p.rglob("*.policy")))]
+    named: dict[Path, Path] = {}
+    for f in found:  # a file named twice (`. a.policy`) is formatted, and reported, once
+        named.setdefault(f.resolve(), f)
+    files = list(named.values())
     missing = [p for p in args.paths if not p.exists()]
     if missing:
         print(f"error: no such file or directory: {', '.join(map(str, missing))}", file=sys.stderr)

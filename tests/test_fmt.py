@@ -150,3 +150,10 @@ def test_the_shipped_policies_are_formatted() -> None:
     for path in sorted(root.rglob("*.policy")):
         text = path.read_text()
         assert format_policy(text) == text, path
+
+
+def test_a_file_named_twice_is_formatted_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "a.policy"
+    path.write_text("route  sonnet when hour>3 prefer work\n")
+    assert main(["fmt", "--check", str(tmp_path), str(path)]) == 1
+    assert capsys.readouterr().out.count("would reformat") == 1  # it was said once per argument
