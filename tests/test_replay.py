@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +37,17 @@ def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Pat
         )
     assert response._hidden_params["policyrouter"]["deployment"] == "sonnet@personal"
     return config, events, "r-night"
+
+
+def _edit_decision(events: Path, change: Callable[[dict[str, Any]], object]) -> None:
+    """Edit the decision events of an events file by hand, as a user might."""
+    lines = []
+    for line in events.read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "decision":
+            change(event)
+        lines.append(json.dumps(event))
+    events.write_text("\n".join(lines) + "\n")
 
 
 def test_the_recorded_decision_replays_the_same_under_the_same_policy(
@@ -98,13 +111,7 @@ def test_a_recorded_request_edited_out_of_shape_is_a_clear_error(
     recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str], edit: dict[str, object], words: list[str]
 ) -> None:
     config, events, request_id = recorded
-    lines = []
-    for line in events.read_text().splitlines():
-        event = json.loads(line)
-        if event["event"] == "decision":
-            event["request"].update(edit)
-        lines.append(json.dumps(event))
-    events.write_text("\n".join(lines) + "\n")
+    _edit_decision(events, lambda event: event["request"].update(edit))
     code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
@@ -149,13 +156,7 @@ def test_recorded_facts_edited_out_of_shape_are_a_clear_error(
 ) -> None:
     # `{"quota": 0.1, "quota.work": 0.2}` raised TypeError from inside nest_facts
     config, events, request_id = recorded
-    lines = []
-    for line in events.read_text().splitlines():
-        event = json.loads(line)
-        if event["event"] == "decision":
-            event["facts"] = facts
-        lines.append(json.dumps(event))
-    events.write_text("\n".join(lines) + "\n")
+    _edit_decision(events, lambda event: event.update(facts=facts))
     code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
