@@ -437,8 +437,12 @@ class _Call:
         latency = time.perf_counter() - attempt.started
         d = attempt.deployment
         failure = classify(exc, self.litellm)
-        if failure is None:
+        if failure is None:  # Ctrl-C, a cancelled task, a bug: released, and said, as every attempt's end is
             self._release(attempt.reservation, None)
+            reason = f"{type(exc).__name__}: not an API failure; the request ends here"
+            self.report.failure(
+                d, type(exc).__name__, reason, latency, status=None, next="fail", attempt=attempt.number
+            )
             return None
         failure = Failure(failure.kind, self.redact(failure.reason), failure.status, failure.retry_after)
         usage = usage_in_error(exc)

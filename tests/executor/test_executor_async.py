@@ -117,3 +117,26 @@ def test_store_steps_run_on_a_worker_thread_only_for_a_blocking_store(
     assert on_loop["attempt"] is not blocking
     assert on_loop["success"] is not blocking  # the settle, at the end of the stream when streaming
     assert in_flight(router) == 0
+
+
+def test_a_call_cancelled_in_flight_ends_its_attempt_with_a_failure_event(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    # The `attempt` event had no event after it: a log reader could not tell how the call ended.
+    from loopback_server import hang
+
+    llm.script("work", hang(1.0))
+    router = make_router()
+
+    async def main() -> None:
+        call = asyncio.create_task(router.acompletion("sonnet", hi()))
+        await asyncio.sleep(0.3)  # the call is waiting on the server
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    asyncio.run(main())
+    assert [e["event"] for e in events] == ["decision", "attempt", "failure"]
+    (failure,) = of_kind(events, "failure")
+    assert (failure["error"], failure["next"], failure["status"]) == ("CancelledError", "fail", None)
+    assert in_flight(router) == 0
