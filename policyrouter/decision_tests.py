@@ -128,13 +128,25 @@ def _cases_from_text(text: str, shown: str) -> tuple[list[Case], list[Diagnostic
     if not isinstance(data, list):
         return [], [Diagnostic("test-invalid", "a decision test file is a list of cases", _span(source, data))]
     cases, problems = [], []
+    named: dict[str, Case] = {}
     for index, item in enumerate(data):
         where = _item_span(source, data, index)
         found = _check_case(item, where, source)
         if isinstance(found, list):
             problems += found
-        else:
-            cases.append(found)
+            continue
+        first = named.setdefault(found.name, found)
+        if first is not found:  # reports and pytest ids tell cases apart by name
+            problems.append(
+                Diagnostic(
+                    "test-duplicate-name",
+                    f"a second case named `{found.name}`",
+                    where,
+                    "warning",
+                    help=f"the first is at {first.span}; give each case a name of its own",
+                )
+            )
+        cases.append(found)
     return cases, problems
 
 
@@ -280,7 +292,7 @@ def run_files(
     problems: list[Diagnostic] = []
     for path in paths:
         cases, found = load_cases(path, cache)
-        problems += found
+        problems += suppress(found)
         for case in cases:
             outcome = run_case(router, case)
             outcomes.append(outcome)

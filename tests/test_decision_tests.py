@@ -127,9 +127,11 @@ def test_bad_files_become_diagnostics(
 
 def test_the_good_cases_of_a_file_still_load(tmp_path: Path) -> None:
     path = tmp_path / "cases.yaml"
-    path.write_text(GOOD + "- name: typo\n  request: {model: sonnet}\n  expcet: {first: work}\n" + GOOD)
+    path.write_text(
+        GOOD + "- name: typo\n  request: {model: sonnet}\n  expcet: {first: work}\n" + GOOD.replace("fine", "also fine")
+    )
     cases, problems = decision_tests.load_cases(path)
-    assert [c.name for c in cases] == ["fine", "fine"]
+    assert [c.name for c in cases] == ["fine", "also fine"]
     assert [p.span.line for p in problems if p.span is not None] == [6]
 
 
@@ -284,3 +286,19 @@ def test_a_junit_report_stays_xml_whatever_a_case_is_named(make_config: Callable
     report = minidom.parseString(decision_tests.junit_xml(outcomes, problems, files))
     (case_node,) = report.getElementsByTagName("testcase")
     assert case_node.getAttribute("name") == "bell\ufffd"
+
+
+def test_a_second_case_of_one_name_is_a_warning(make_config: Callable[..., Path]) -> None:
+    # both ran under one name: JUnit readers merged them and pytest gave them one id
+    directory = make_config(
+        REGISTRY, CARD, tests={"cases.yaml": GOOD + GOOD.replace("order: [work, personal]", "first: work")}
+    )
+    outcomes, problems = decision_tests.run_files(policyrouter.load(directory), [directory / "tests" / "cases.yaml"])
+    assert len(outcomes) == 2
+    (warning,) = problems
+    assert (warning.code, warning.severity, warning.message) == (
+        "test-duplicate-name",
+        "warning",
+        "a second case named `fine`",
+    )
+    assert warning.span is not None and warning.span.line == 4
