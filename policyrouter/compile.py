@@ -290,7 +290,14 @@ class _Compiler:
                 )
             condition = None if cond.const is True else cond.fn
             return program.Clause(
-                "when", condition, clause.condition.span.text, cond.facts, action, otherwise, clause.span
+                "when",
+                condition,
+                clause.condition.span.text,
+                cond.facts,
+                action,
+                otherwise,
+                clause.span,
+                never=cond.const is False,
             )
         if isinstance(clause, ast.Otherwise):
             return program.Clause("otherwise", None, "", (), self.action(clause.action, route), None, clause.span)

@@ -5,7 +5,7 @@ compile has already dropped clauses after one that always decides. For each rout
 
 | branch | taken when |
 | --- | --- |
-| `when C → ACTION` | C held and the clause fired (a constant `when true` has only this branch) |
+| `when C → ACTION` | C held and the clause fired (a constant `when true` has only this branch; `hour > 30` none) |
 | `when C → false` | C did not hold and the next clause was tried (a `when` without `else`) |
 | `when C → else ACTION` | C did not hold and the `else` fired |
 | `otherwise ACTION` | no `when` held |
@@ -65,7 +65,8 @@ def _route_branches(route: Route) -> list[Branch]:
     for clause in route.clauses:
         if clause.kind == "when":
             cond = f"when {clause.condition_text}"
-            out.append(Branch(route, clause, "true", clause.span, f"{cond} → {clause.action.text}"))
+            if not clause.never:  # `when hour > 30`: its action cannot happen
+                out.append(Branch(route, clause, "true", clause.span, f"{cond} → {clause.action.text}"))
             if clause.condition is None:
                 continue  # a constant `when true`: the other branch cannot happen
             if clause.otherwise is not None:

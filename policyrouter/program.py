@@ -54,6 +54,7 @@ class Clause:
     action: Action
     otherwise: Action | None
     span: Span | None = field(default=None, compare=False)
+    never: bool = field(default=False, compare=False)  # a condition that cannot hold (`hour > 30`)
 
 
 @dataclass(frozen=True, slots=True)

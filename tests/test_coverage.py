@@ -129,6 +129,16 @@ def test_a_clause_after_one_that_always_decides_has_no_branch(config_dir: Path) 
     assert "none" not in by_route["m"]  # `otherwise` always decides: nothing falls through
 
 
+def test_a_condition_that_cannot_hold_has_no_branch_for_its_action(config_dir: Path) -> None:
+    # `when hour > 30 … else …` listed `→ prefer a` with 0 hits: 100% could not be reached
+    (config_dir / "routes.policy").write_text(
+        "route m when hour > 30 prefer a else b\nroute n when not true prefer a\n"
+    )
+    router = policyrouter.load(config_dir)
+    kinds = {(b.route.target, b.kind) for b in branches(router.program)}
+    assert kinds == {("m", "else"), ("n", "false"), ("n", "none")}
+
+
 # -- which branches decisions took --------------------------------------------------------------
 
 
