@@ -4,6 +4,7 @@ that is not UTF-8 reported where it is, its line shown, as any other problem."""
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 from policyrouter.diagnostics import Diagnostic, Source, Span, line_and_column
@@ -13,6 +14,8 @@ from policyrouter.errors import ConfigError
 def read_config_text(path: Path, shown: str, code: str) -> str:
     """The text of the config file at `path`, `shown` under that name in diagnostics. Raises
     `ConfigError` (a `code` diagnostic on the first byte that is not UTF-8), or `OSError`."""
+    if path.exists() and not path.is_file():  # a FIFO would wait for a writer forever, a directory fail late
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")

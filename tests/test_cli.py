@@ -617,3 +617,13 @@ def test_github_annotations_escape_the_file_property(make_config: Callable[..., 
     make_config(REGISTRY, "route sonnet when quota(work) > 100% prefer work\n", name="g,1")
     result = run("check", "g,1", "--format", "github")
     assert "::warning file=g%2C1/" in result.out and "file=g,1" not in result.out
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_config_file_that_is_a_named_pipe_is_an_error_not_a_wait(card: Path, run: Callable[..., Run]) -> None:
+    # reading it waited for a writer forever: check, load and fmt hung
+    (card / "main.policy").unlink()
+    os.mkfifo(card / "main.policy")
+    result = run("check", "cfg")
+    assert result.code == 1
+    assert "cfg/main.policy: error[config-unreadable]: cannot read the file: not a regular file" in result.out
