@@ -76,7 +76,7 @@ class Outcome:
     def clock_warning(self) -> Diagnostic | None:
         if not self.clock:
             return None
-        read = " and ".join(f"`{key}` ({value})" for key, value in self.clock.items())
+        read = clock_text(self.clock)
         example = ", ".join(f"{key}: {value}" for key, value in self.clock.items())
         return Diagnostic(
             "test-reads-clock",
@@ -89,6 +89,11 @@ class Outcome:
     def render(self) -> str:
         head = f"{self.case.span}: {'PASS' if self.passed else 'FAIL'} {self.case.name}"
         return head if self.passed else head + "\n" + _indent(self.message)
+
+
+def clock_text(clock: Mapping[str, Any]) -> str:
+    """What a decision read from the clock, for a message: "`hour` (13) and `weekday` (7)"."""
+    return " and ".join(f"`{key}` ({value})" for key, value in clock.items())
 
 
 def load_cases(path: Path, cache: FileCache | None = None) -> tuple[list[Case], list[Diagnostic]]:

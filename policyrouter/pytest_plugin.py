@@ -127,7 +127,7 @@ def assert_routes(
     the expected and actual order and the decision's explanation. Returns the decision (a refusal's too).
     """
     __tracebackhide__ = True
-    from policyrouter.decision_tests import judge
+    from policyrouter.decision_tests import clock_text, judge
     from policyrouter.errors import REFUSAL_CODES, unknown_refusal
 
     given = [name for name, value in (("order", order), ("first", first), ("error", error)) if value is not None]
@@ -151,10 +151,9 @@ def assert_routes(
         raise AssertionError(verdict.message)
     clock = verdict.clock_facts(facts)
     if clock:
-        read = " and ".join(f"`{key}` ({value})" for key, value in clock.items())
         warnings.warn(
-            f"the decision read {read} from the clock: give it in `facts`, or the test may pass or fail with "
-            "the time it runs",
+            f"the decision read {clock_text(clock)} from the clock: give it in `facts`, "
+            "or the test may pass or fail with the time it runs",
             stacklevel=2,
         )
     return verdict.decision
@@ -185,11 +184,13 @@ class DecisionTestFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         from policyrouter.decision_tests import load_cases
+        from policyrouter.lint import suppress
 
         router = _router(self.config, self.path.parent.parent)
         if isinstance(router, str):
             raise self.CollectError(router)
-        cases, problems = load_cases(self.path)
+        cases, found = load_cases(self.path)
+        problems = suppress(found)  # a warning allowed by a comment, as `policyrouter test` allows it
         for case in cases:
             yield DecisionCase.from_parent(self, name=case.name, router=router, case=case)
         for problem in problems:
