@@ -157,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     test.set_defaults(handler=cmd_test)
 
-    fmt = commands.add_parser("fmt", help="rewrite .policy files in the canonical layout")
+    fmt = commands.add_parser("fmt", help="rewrite .policy files and registry.yaml in the canonical layout")
     fmt.add_argument(
         "paths", nargs="*", type=Path, default=[Path(".")], metavar="PATH", help="files or directories (default: .)"
     )
@@ -476,11 +476,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_fmt(args: argparse.Namespace) -> int:
     import difflib
 
-    from policyrouter.config import display_path
+    from policyrouter.config import REGISTRY_FILE, display_path
     from policyrouter.fmt import format_policy
+    from policyrouter.registry_fmt import format_registry
     from policyrouter.text_files import read_config_text, unreadable
 
-    found = [f for p in args.paths for f in ([p] if p.is_file() else sorted(p.rglob("*.policy")))]
+    found = [f for p in args.paths for f in ([p] if p.is_file() else _formattable(p))]
     named: dict[Path, Path] = {}
     for f in found:  # a file named twice (`. a.policy`) is formatted, and reported, once
         named.setdefault(f.resolve(), f)
@@ -491,13 +492,14 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if not files:
         where = ", ".join(f"`{display_path(p)}`" for p in args.paths)
-        print(f"note: no `*.policy` file in {where}: nothing to format", file=sys.stderr)
+        print(f"note: no `*.policy` or `{REGISTRY_FILE}` file in {where}: nothing to format", file=sys.stderr)
     problems: list[Diagnostic] = []
     changed = []
     for path in files:
         try:
             text = read_config_text(path, display_path(path), "config-unreadable")
-            formatted = format_policy(text, display_path(path))
+            formatter = format_registry if path.name == REGISTRY_FILE else format_policy
+            formatted = formatter(text, display_path(path))
         except ConfigError as e:
             problems += e.diagnostics
             continue
@@ -525,6 +527,13 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     if problems or ((args.check or args.diff) and changed):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _formattable(directory: Path) -> list[Path]:
+    """The files `fmt` formats below a directory: policies and registries."""
+    from policyrouter.config import REGISTRY_FILE
+
+    return sorted([*directory.rglob("*.policy"), *directory.rglob(REGISTRY_FILE)])
 
 
 # -- status and reset ---------------------------------------------------------------------------

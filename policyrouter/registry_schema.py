@@ -601,10 +601,13 @@ def _read(path: Path) -> str:
 def _parse_yaml(source: Source) -> object:
     try:
         return load_yaml(source.text)
-    except DuplicateKeyError as exc:
-        raise ConfigError([_duplicate_key(exc, source)]) from None
     except YAMLError as exc:
-        raise ConfigError([_syntax_error(exc, source)]) from None
+        raise ConfigError([yaml_problem(exc, source)]) from None
+
+
+def yaml_problem(exc: YAMLError, source: Source) -> Diagnostic:
+    """The diagnostic for YAML that ruamel cannot read: a duplicate key, or a syntax error."""
+    return _duplicate_key(exc, source) if isinstance(exc, DuplicateKeyError) else _syntax_error(exc, source)
 
 
 def _validate(root: object, locator: _Locator) -> RegistrySpec:

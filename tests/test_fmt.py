@@ -132,7 +132,8 @@ def test_fmt_check_and_diff_change_nothing(tmp_path: Path, capsys: pytest.Captur
 def test_fmt_says_when_there_is_nothing_to_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # It said nothing and exited 0, as if every file were formatted: a wrong directory looked fine.
     assert main(["fmt", "--check", str(tmp_path)]) == 0
-    assert capsys.readouterr().err == f"note: no `*.policy` file in `{tmp_path}`: nothing to format\n"
+    expected = f"note: no `*.policy` or `registry.yaml` file in `{tmp_path}`: nothing to format\n"
+    assert capsys.readouterr().err == expected
 
 
 def test_fmt_reports_a_syntax_error_without_changing_the_file(
