@@ -19,7 +19,7 @@ from policyrouter import ast, program
 from policyrouter.collector import without_collector
 from policyrouter.diagnostics import Diagnostic, Span, did_you_mean
 from policyrouter.eligibility import check_for
-from policyrouter.facts import MISSING, Fact
+from policyrouter.facts import FACT_KEYS, MISSING, Fact
 from policyrouter.program import STRATEGIES, Condition, FactRef, ModelPlan, Program
 from policyrouter.quantities import format_quantity
 from policyrouter.registry import GLOBAL_BUDGETS, Deployment, Registry, meant_capability
@@ -76,6 +76,8 @@ def check_custom_facts(facts: Mapping[Any, object]) -> dict[str, Fact]:
             )
         if name in BUILTIN_FACTS:
             raise ValueError(f"`{name}` is a built-in fact: give yours another name")
+        if name in FACT_KEYS:
+            raise ValueError(f"`{name}` names a fact the router keeps for itself: give yours another name")
         if not isinstance(fact, Fact):
             raise TypeError(f"the fact `{name}` is a `policyrouter.Fact(type, fn)`, not {type(fact).__name__}")
         checked[name] = fact
@@ -887,9 +889,12 @@ def _source_fact(name: str, arg: str, kind: Type) -> _Lowered:
         "rpm": lambda ctx: ctx.facts.rate("rpm", arg),
         "tpm": lambda ctx: ctx.facts.rate("tpm", arg),
         "errors": lambda ctx: ctx.facts.errors(arg),
-        "latency": lambda ctx: ctx.facts.latency(arg) or 0.0,
+        "latency": lambda ctx: ctx.facts.latency(arg),
     }
     read = _memo(key, fetchers[name])
+    if name == "latency":  # kept as read (None when unknown, as the `fastest` strategy reads it), compared as 0s
+        memo = read
+        read = lambda ctx: memo(ctx) or 0.0  # noqa: E731
     domain = (0.0, 1.0) if kind == "share" else (0.0, math.inf)
     return _Lowered(read, kind, (FactRef(f"{name}({arg})", key, kind, read),), domain=domain)
 

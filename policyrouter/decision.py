@@ -209,8 +209,11 @@ def _plain(value: Any) -> Any:
 
 
 def describe_value(kind: str, value: Any) -> str:
-    """A fact's value as the language writes it: 0.15 share → `15%`."""
-    if value is None or kind == "string":
+    """A fact's value as the language writes it: 0.15 share → `15%`; None (a latency not yet
+    measured) → `unknown`."""
+    if value is None:
+        return "unknown"
+    if kind == "string":
         return str(value)
     if isinstance(value, bool) or kind == "bool":
         return str(bool(value)).lower()

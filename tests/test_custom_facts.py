@@ -84,11 +84,12 @@ COUNT = Fact("count", lambda _: 0)
     [
         ({"depth": 5}, TypeError, "the fact `depth` is a `policyrouter.Fact(type, fn)`, not int"),
         ({"quota": COUNT}, ValueError, "`quota` is a built-in fact: give yours another name"),
+        ({"cooldown": COUNT}, ValueError, "`cooldown` names a fact the router keeps for itself"),
         ({"queue depth": COUNT}, ValueError, "a fact's name is one a policy can write"),
         ({"not": COUNT}, ValueError, "a fact's name is one a policy can write"),
         ({5: COUNT}, ValueError, "got 5"),
     ],
-    ids=["not a Fact", "a built-in name", "a space", "an operator", "not a string"],
+    ids=["not a Fact", "a built-in name", "a name the router keeps", "a space", "an operator", "not a string"],
 )
 def test_facts_a_policy_could_not_read_are_refused_at_load(
     tmp_path: Path, facts: dict[object, object], error: type[Exception], message: str

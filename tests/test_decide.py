@@ -315,6 +315,12 @@ CASES = [
     Case("fastest by latency", "route llama strategy fastest", "llama",
          ["llama@groq", "llama@local", "llama@together"],
          {"latency": {"groq": "300ms", "together": "2s", "local": "900ms"}}),
+    Case("fastest puts a provider with no latency known last, though a condition read it as 0s",
+         'route llama {\n strategy fastest\n when latency(together) > 10s deny "slow"\n}', "llama",
+         ["llama@groq", "llama@local", "llama@together"], {"latency": {"groq": "300ms", "local": "900ms"}}),
+    Case("a fallback whose condition reads a latency the strategy read first",
+         "route sonnet strategy fastest fallback haiku\nroute haiku when latency(personal) > 10s avoid personal",
+         "sonnet", [*SONNET, *HAIKU], {"latency": {"work": "2s"}}),
     Case("least_busy by calls in flight", "route llama strategy least_busy", "llama",
          ["llama@together", "llama@groq", "llama@local"], {"in_flight": {"groq": 5, "together": 2, "local": 9}}),
     # -- facts -----------------------------------------------------------------------------------
