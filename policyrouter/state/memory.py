@@ -10,7 +10,7 @@ from typing import Any
 
 from policyrouter.registry import Registry
 from policyrouter.state.model import Check, Counter, Hold, Op
-from policyrouter.state.store import StateStore, fits
+from policyrouter.state.store import StateStore, fits, forgets
 
 
 @dataclass(slots=True)
@@ -143,6 +143,8 @@ class MemoryStore(StateStore):
                 self._reservations.clear()
                 return n
             doomed = list(keys or ()) + [k for k in (*self._cells, *self._lists) if suffix and k.endswith(suffix)]
+            for rid, (until, holds) in self._reservations.items():  # their holds go with the counters
+                self._reservations[rid] = (until, tuple(h for h in holds if not forgets(h.key, keys, suffix)))
             return sum((self._cells.pop(k, None) or self._lists.pop(k, None)) is not None for k in doomed)
 
     def _reap(self, now: float) -> int:

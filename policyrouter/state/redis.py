@@ -149,6 +149,45 @@ return out
 
 _REAP = _COMMON + "return reap()\n"
 
+_FORGET = (
+    _COMMON
+    + """
+-- ARGV: prefix, now, pattern|'', suffix|'', nkeys, key*
+-- deletes the keys, and those that match the pattern; a live reservation's holds on them go too
+local pattern, suffix = ARGV[3], ARGV[4]
+local named = {}
+local n = 0
+for k = 1, tonumber(ARGV[5]) do
+  named[ARGV[5 + k]] = true
+  n = n + redis.call('DEL', prefix .. ARGV[5 + k])
+end
+if pattern ~= '' then
+  local cursor = '0'
+  repeat
+    local found = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 500)
+    cursor = found[1]
+    for _, key in ipairs(found[2]) do n = n + redis.call('DEL', key) end
+  until cursor == '0'
+end
+for _, rid in ipairs(redis.call('ZRANGE', zset, 0, -1)) do
+  local rkey = prefix .. 'res:' .. rid
+  local holds = redis.call('GET', rkey)
+  if holds then
+    local kept, dropped = {}, false
+    for _, h in ipairs(cjson.decode(holds)) do
+      if named[h[1]] or (suffix ~= '' and h[1]:sub(-#suffix) == suffix) then
+        dropped = true
+      else
+        kept[#kept + 1] = h
+      end
+    end
+    if dropped then redis.call('SET', rkey, #kept > 0 and cjson.encode(kept) or '[]') end
+  end
+end
+return n
+"""
+)
+
 
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
@@ -213,6 +252,7 @@ class RedisStore(StateStore):
         self._reserve_script = self.client.register_script(_RESERVE)
         self._finish_script = self.client.register_script(_FINISH)
         self._reap_script = self.client.register_script(_REAP)
+        self._forget_script = self.client.register_script(_FORGET)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -272,9 +312,11 @@ class RedisStore(StateStore):
 
     def _delete(self, keys: Sequence[str] | None, suffix: str | None) -> int:
         with self._errors():
-            if keys:
-                return int(self.client.delete(*(self.prefix + k for k in keys)))
-            pattern = _glob_escape(self.prefix) + "*" + _glob_escape(suffix or "")
+            if keys is not None or suffix is not None:
+                pattern = "" if suffix is None else _glob_escape(self.prefix) + "*" + _glob_escape(suffix)
+                args = [*self._argv(0.0), pattern, suffix or "", len(keys or ()), *(keys or ())]
+                return int(self._forget_script(keys=[self._zset], args=args))
+            pattern = _glob_escape(self.prefix) + "*"
             n = 0
             batch: list[str] = []
             for key in self.client.scan_iter(match=pattern, count=500):

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from policyrouter.registry import Registry
 from policyrouter.state.errors import StateError
 from policyrouter.state.model import Check, Counter, Hold, Op
-from policyrouter.state.store import StateStore, fits
+from policyrouter.state.store import StateStore, fits, forgets
 
 APPLICATION_ID = 0x50525354  # "PRST" in the file header: a policyrouter state file
 SCHEMA_VERSION = 1
@@ -241,11 +241,11 @@ class SQLiteStore(StateStore):
                     conn.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
                     self._next_sweep = now + SWEEP_EVERY
                 yield conn
+                conn.execute("COMMIT")  # in the `try`: a commit that fails leaves no transaction open
             except BaseException:
                 with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     # -- primitives ---------------------------------------------------------------------------
 
@@ -354,10 +354,16 @@ class SQLiteStore(StateStore):
                     for k in keys or ():
                         n += conn.execute("DELETE FROM counters WHERE key = ?", (k,)).rowcount
                         n += min(1, conn.execute("DELETE FROM samples WHERE key = ?", (k,)).rowcount)
+                    for rid, held in conn.execute("SELECT id, holds FROM reservations").fetchall():
+                        holds = json.loads(held)
+                        kept = [h for h in holds if not forgets(h[0], keys, suffix)]
+                        if len(kept) < len(holds):  # their holds go with the counters
+                            conn.execute("UPDATE reservations SET holds = ? WHERE id = ?", (json.dumps(kept), rid))
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
             return n
 
     def _keys(self, prefix: str) -> list[str]:

@@ -452,6 +452,13 @@ def _limit_error(meter: Meter, counter: Counter, requested: float) -> LimitExcee
     )
 
 
+def forgets(key: str, keys: Sequence[str] | None, suffix: str | None) -> bool:
+    """Whether a reset of these `keys`, or of the keys ending in `suffix`, deletes `key`. A live
+    reservation's hold on a deleted counter is dropped with it: released later, it would come off the
+    counter made anew under that key, which holds other requests' reservations."""
+    return (keys is not None and key in keys) or (suffix is not None and key.endswith(suffix))
+
+
 def fits(total: float, amount: float, limit: float) -> bool:
     """The comparison every backend makes, with a tolerance for float sums of cents."""
     return total + amount <= limit + 1e-9 * max(1.0, abs(limit))

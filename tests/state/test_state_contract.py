@@ -418,6 +418,28 @@ def test_reset(store_factory: StoreFactory, clock: FakeClock) -> None:
     assert (f.spend("month"), f.quota_left("work"), f.in_flight("work")) == (0, 1.0, 0)
 
 
+def test_a_reset_during_calls_frees_their_holds_with_the_counters(
+    store_factory: StoreFactory, clock: FakeClock
+) -> None:
+    # The holds of a call in flight outlived the counters a reset deleted: released later, they came
+    # off the counter made anew, which held another call's reservation. `reserved` went negative for
+    # good, and the hard run budget let one call too many through.
+    registry = make_registry(run_usd=0.05)
+    store = store_factory(registry, clock=clock, run_id="r1")
+    work = deployment(registry, "sonnet@work")
+    before = store.reserve(work, tokens=1, cost=0.01)
+    assert store.reset(run_id="r1") >= 1
+    after = store.reserve(work, tokens=1, cost=0.01)
+    store.release(before, error="boom")
+    assert spend_counter(store, "run") == (0, pytest.approx(0.01))  # the hold of the call after the reset
+    store.settle(after, input_tokens=1, output_tokens=1, cost=0.01)
+    assert spend_counter(store, "run") == (pytest.approx(0.01), pytest.approx(0))
+    for _ in range(4):  # $0.04 more fits a $0.05 budget, and not a cent beyond
+        store.settle(store.reserve(work, tokens=1, cost=0.01), input_tokens=1, output_tokens=1, cost=0.01)
+    with pytest.raises(BudgetExceededError):
+        store.reserve(work, tokens=1, cost=0.01)
+
+
 def test_reservations_belong_to_their_store(store_factory: StoreFactory, clock: FakeClock) -> None:
     registry: Registry = make_registry()
     store = store_factory(registry, clock=clock)
