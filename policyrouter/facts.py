@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from policyrouter.diagnostics import closest
 from policyrouter.quantities import (
     QuantityError,
+    exact_share,
     finite_number,
     parse_count,
     parse_duration,
@@ -256,7 +257,7 @@ class StaticFacts:
         budget = self._registry.budgets.get(scope)
         if budget is None or budget.usd <= 0:
             return 1.0 if budget is None or self.spend(scope) <= 0 else 0.0
-        return max(0.0, 1.0 - self.spend(scope) / budget.usd)
+        return max(0.0, exact_share(1.0 - self.spend(scope) / budget.usd))
 
     def rate(self, kind: str, key: str) -> float:
         return self._rate.get((kind, key), 0.0)

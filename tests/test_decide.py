@@ -329,6 +329,8 @@ CASES = [
     holds("budget share given", "budget(month) < 15%", {"budget": {"month": "10%"}}, True),
     holds("budget share from spend", "budget(month) < 15%", {"spend": {"month": 180}}, True),
     holds("budget share from spend, false", "budget(month) < 15%", {"spend": {"month": 100}}, False),
+    holds("$180 of $200 spent leaves 10%, not less", "budget(month) < 10%", {"spend": {"month": 180}}, False),
+    holds("a share literal is the share given as a fraction", "quota(work) >= 1.1%", {"quota": {"work": 0.011}}, True),
     holds("provider budget from spend", "budget(openai) < 15%", {"spend": {"openai": 90}}, True),
     holds("spend money", "spend(run) > $1", {"spend": {"run": 1.20}}, True),
     holds("spend money as text", "spend(run) > $1", {"spend": {"run": "$0.50"}}, False),

@@ -196,6 +196,9 @@ STRUCTURE = [
 LITERALS = [
     ("20%", "share", 0.2),
     ("2.5%", "share", 0.025),
+    ("1.1%", "share", 0.011),  # worked out in decimal: 1.1 / 100 is 0.011000000000000001
+    ("0.7%", "share", 0.007),
+    ("1.1ms", "duration", 0.0011),
     ("$5", "money", 5.0),
     ("$0.25", "money", 0.25),
     ("3", "count", 3.0),

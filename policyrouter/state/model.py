@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, NamedTuple
 
+from policyrouter.quantities import exact_share
 from policyrouter.registry import Deployment
 
 LimitKind = Literal["quota", "budget", "rpm", "tpm"]
@@ -21,7 +22,7 @@ def share_left(taken: float, limit: float | None) -> float:
         return 1.0
     if limit <= 0:  # as a dry run reads it: nothing used of nothing is all left
         return 1.0 if taken <= 0 else 0.0
-    return min(1.0, max(0.0, 1.0 - taken / limit))
+    return min(1.0, max(0.0, exact_share(1.0 - taken / limit)))
 
 
 class Counter(NamedTuple):

@@ -447,3 +447,13 @@ def test_reservations_belong_to_their_store(store_factory: StoreFactory, clock: 
     r.store = "memory://elsewhere"
     with pytest.raises(ReservationError, match="belongs to"):
         store.settle(r, input_tokens=1, output_tokens=1, cost=0)
+
+
+def test_a_share_left_at_a_limit_is_that_share(store_factory: StoreFactory, clock: FakeClock) -> None:
+    # 1 - 180/200 is 0.09999999999999998 in floats: `budget(month) < 10%` held with 10% left.
+    registry = make_registry(run_hard=False)
+    store = store_factory(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    month = registry.budgets["month"].usd
+    store.settle(store.reserve(work, tokens=1, cost=0), input_tokens=1, output_tokens=1, cost=month * 0.9)
+    assert facts(store).budget_left("month") == 0.1
