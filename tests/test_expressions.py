@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def holds(router: policyrouter.Router, name: str, facts: Mapping[str, Any], **re
 # Values drawn from a grid as well as at random, so equal values (and boundaries) come up often.
 shares = st.one_of(
     st.floats(min_value=0.0, max_value=1.0),
-    st.sampled_from([0.0, 0.25, 0.5, 1.0] + [float(t) / 100 for t in THRESHOLDS]),
+    st.sampled_from([0.0, 0.25, 0.5, 1.0] + [v for t in THRESHOLDS for v in (float(t) / 100, float(Decimal(t) / 100))]),
 )
 counts = st.integers(min_value=0, max_value=6)
 money = st.one_of(st.floats(min_value=0.0, max_value=10.0), st.just(2.5))
@@ -94,7 +95,7 @@ EXAMPLES = settings(max_examples=60, deadline=None)
 def test_a_share_threshold_holds_iff_the_share_is_above_it(
     router: policyrouter.Router, share: float, index: int
 ) -> None:
-    threshold = float(THRESHOLDS[index]) / 100
+    threshold = float(Decimal(THRESHOLDS[index]) / 100)  # a literal is worked out in decimal: 99.9% is 0.999
     assert holds(router, f"share-gt-{index}", {"quota": {"a": share}}) == (share > threshold)
 
 
