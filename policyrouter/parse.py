@@ -43,7 +43,7 @@ def _parser() -> Lark:
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=True,
-        lexer_callbacks={"COMMENT": _keep_comment},
+        lexer_callbacks={"COMMENT": _keep_comment, **dict.fromkeys(_KEYWORDS, _whole_word)},
         cache=True,  # Lark keeps the analysed grammar in a temp file keyed by its hash: 10x faster starts
     )
 
@@ -58,6 +58,32 @@ def _keep_comment(token: Token) -> Token:
     comments: list[tuple[int, str]] | None = getattr(_lexed, "comments", None)
     if comments is not None:
         comments.append((token.line or 0, str(token)))
+    return token
+
+
+# Lark's names for the grammar's keywords. Where the grammar takes no name, its lexer matches a keyword
+# at the start of a longer word (`routesonnet`, `preferwork`) and reads the rest as the next word.
+_KEYWORDS = (
+    *("LET", "ROUTE", "REQUIRES", "STRATEGY", "FALLBACK", "WHEN", "ELSE", "OTHERWISE"),
+    *("PREFER", "ONLY", "AVOID", "USE", "DENY", "OR", "AND", "IN", "NOT", "TRUE", "FALSE"),
+)
+_NAME_CHAR = re.compile(r"[A-Za-z0-9_.\-]")
+_WORD = re.compile(r"[A-Za-z0-9_.\-]*")
+
+
+def _whole_word(token: Token) -> Token:
+    """A keyword must end where its word ends: `routesonnet` is no `route` before `sonnet`."""
+    text: str = _lexed.text
+    end = token.end_pos or 0
+    if end < len(text) and _NAME_CHAR.match(text, end):
+        word = str(token) + _WORD.match(text, end).group()  # type: ignore[union-attr]
+        rest = word[len(token) :]
+        line, column = token.line or 1, token.column or 1
+        raise _SyntaxProblem(
+            f"unexpected `{word}`: a keyword is a word of its own",
+            Span(_lexed.source, line, column, line, column + len(word)),
+            help=f"did you mean `{token} {rest}`, or `{token}` alone?",
+        )
     return token
 
 
@@ -86,16 +112,22 @@ def _parse(text: str, source: Source) -> tuple[list[ast.Statement], list[tuple[i
     parser = _parser()
     comments: list[tuple[int, str]] = []
     _lexed.comments = comments
+    _lexed.source = source
     try:
         if len(text) > _PIECE_CHARS:
             try:
                 return _parse_in_pieces(parser, text, source), comments
             except (UnexpectedInput, _SyntaxProblem):
                 comments.clear()  # parse the whole file, which reports the problem it finds first (maybe elsewhere)
-        tree = parser.parse(text)
+        tree = _lexed_parse(parser, text)
         return _ToAst(source).build(tree), comments
     finally:
-        _lexed.comments = None
+        _lexed.comments = _lexed.source = _lexed.text = None
+
+
+def _lexed_parse(parser: Lark, text: str) -> Any:
+    _lexed.text = text  # what the keywords' callback reads the next character from
+    return parser.parse(text)
 
 
 # A long file is parsed a piece at a time, each piece turned into AST nodes right after it is parsed.
@@ -121,7 +153,7 @@ def _parse_in_pieces(parser: Lark, text: str, source: Source) -> list[ast.Statem
     statements: list[ast.Statement] = []
     line = 1  # where the next piece starts
     for piece in _pieces(text):
-        statements += build(parser.parse("\n" * (line - 1) + piece))
+        statements += build(_lexed_parse(parser, "\n" * (line - 1) + piece))
         line += piece.count("\n")
     return statements
 

@@ -443,3 +443,36 @@ def test_a_long_file_reports_the_problem_a_whole_parse_finds_first(monkeypatch: 
         parse_policy("route a when quota(w) > 20x prefer w\nroute b whne quota(w) > 20% prefer w\n", "p.policy")
     (diagnostic,) = info.value.diagnostics
     assert diagnostic.span is not None and (diagnostic.span.line, diagnostic.span.column) == (2, 9)
+
+
+# (policy, the word reported, its column): where the grammar takes no name, Lark's lexer matched a
+# keyword at the start of a longer word, so each of these parsed as if the space were there
+GLUED = [
+    ("routesonnet prefer work", "routesonnet", 1),
+    ("lettight = true", "lettight", 1),
+    ("route sonnet when tokens > 5 preferwork", "preferwork", 30),
+    ("route sonnet prefer work elsework", "elsework", 26),
+    ('route sonnet when tag("x") andtag("y") prefer work', "andtag", 28),
+    ("route sonnet fallbackgpt-4o", "fallbackgpt-4o", 14),
+    ("route sonnet when hour > 22 prefers", "prefers", 29),
+]
+
+
+@pytest.mark.parametrize(("text", "word", "column"), GLUED, ids=[w for _, w, _ in GLUED])
+def test_a_keyword_glued_to_the_next_word_is_an_error(text: str, word: str, column: int) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_policy(text + "\n", "p.policy")
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.message == f"unexpected `{word}`: a keyword is a word of its own"
+    assert diagnostic.span is not None and (diagnostic.span.column, diagnostic.span.end_column) == (
+        column,
+        column + len(word),
+    )
+
+
+def test_a_glued_keyword_in_a_long_file_is_found_at_its_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parse_module, "_PIECE_CHARS", 1)
+    with pytest.raises(ConfigError) as info:
+        parse_policy("route a prefer w\nroute b prefer w\nroutec prefer w\n", "p.policy")
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.span is not None and (diagnostic.span.line, diagnostic.span.column) == (3, 1)
