@@ -255,9 +255,12 @@ class StaticFacts:
         if scope in self._budget:
             return self._budget[scope]
         budget = self._registry.budgets.get(scope)
-        if budget is None or budget.usd <= 0:
-            return 1.0 if budget is None or self.spend(scope) <= 0 else 0.0
-        return max(0.0, exact_share(1.0 - self.spend(scope) / budget.usd))
+        spent = self.spend(scope)
+        if budget is None or spent <= 0:
+            return 1.0
+        if budget.usd <= 0:
+            return 0.0
+        return max(0.0, exact_share(1.0 - spent / budget.usd))
 
     def rate(self, kind: str, key: str) -> float:
         return self._rate.get((kind, key), 0.0)

@@ -18,10 +18,10 @@ OpAction = Literal["add", "set", "max", "push"]  # max: the larger of the value 
 
 def share_left(taken: float, limit: float | None) -> float:
     """0..1 of `limit` that `taken` (used and reserved) leaves; 1.0 without a limit."""
-    if limit is None:
+    if limit is None or taken <= 0:  # nothing used of nothing is all left, as a dry run reads it
         return 1.0
-    if limit <= 0:  # as a dry run reads it: nothing used of nothing is all left
-        return 1.0 if taken <= 0 else 0.0
+    if limit <= 0:
+        return 0.0
     return min(1.0, max(0.0, exact_share(1.0 - taken / limit)))
 
 
