@@ -66,7 +66,14 @@ def decide(program: Program, request: Request, facts: FactSource) -> Decision:
         error.decision = Decision(request, (), (), (), {}, error)
         raise error
     walk.visit(request.model, request.requires, "request")
-    decision = Decision(request, tuple(walk.order), tuple(walk.excluded), tuple(walk.steps), ctx.read)
+    excluded = walk.excluded
+    if walk.revisited and excluded:  # a model routed twice: say why each deployment left out is left out, once
+        placed, excluded = walk.placed, []
+        for e in walk.excluded:
+            if e.deployment.key not in placed:
+                placed = placed | {e.deployment.key}
+                excluded.append(e)
+    decision = Decision(request, tuple(walk.order), tuple(excluded), tuple(walk.steps), ctx.read)
     if walk.denied is not None:
         error = DecisionError("denied", walk.denied)
     elif not walk.order:
@@ -87,18 +94,24 @@ class _Walk:
         self.placed: set[str] = set()
         self.excluded: list[Exclusion] = []
         self.steps: list[Step] = []
-        self.visited: set[str] = set()
+        self.visited: dict[str, list[frozenset[str]]] = {}  # each model: the requirements it was routed under
+        self.revisited = False
         self.denied: str | None = None
         self.requires_seen: frozenset[str] = frozenset()
 
     def visit(self, model: str, requires: frozenset[str], via: str) -> None:
         plan = self.program.plans[model]
         route = plan.route
-        if model in self.visited:
-            return  # a cycle, or reached twice: each model's deployments appear once
-        self.visited.add(model)
         if route.requires:
             requires = requires | route.requires
+        seen = self.visited.get(model)
+        if seen is None:
+            self.visited[model] = [requires]
+        elif any(before <= requires for before in seen):
+            return  # a cycle, or reached again needing as much: nothing more to place
+        else:  # reached again needing less (another route's `requires` led here first)
+            seen.append(requires)
+            self.revisited = True
         if not requires <= self.requires_seen:
             self.requires_seen = self.requires_seen | requires
         conditions, fired, action = self.clauses(route.clauses)

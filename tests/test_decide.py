@@ -321,6 +321,10 @@ CASES = [
     Case("a fallback whose condition reads a latency the strategy read first",
          "route sonnet strategy fastest fallback haiku\nroute haiku when latency(personal) > 10s avoid personal",
          "sonnet", [*SONNET, *HAIKU], {"latency": {"work": "2s"}}),
+    Case("a fallback reached first through a route that requires more is routed again for its own",
+         "route sonnet fallback gemini-pro, local-coder\nroute gemini-pro requires pdf fallback local-coder",
+         "sonnet", ["local-coder@local"], {"quota": {"work": "0%", "personal": "0%"}, "cooldown": {"google": "1m"}},
+         excluded={"sonnet@work": "quota", "sonnet@personal": "quota", "gemini-pro@google": "cooldown"}),
     Case("least_busy by calls in flight", "route llama strategy least_busy", "llama",
          ["llama@together", "llama@groq", "llama@local"], {"in_flight": {"groq": 5, "together": 2, "local": 9}}),
     # -- facts -----------------------------------------------------------------------------------
