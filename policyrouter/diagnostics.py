@@ -71,6 +71,25 @@ class Span:
         return f"{self.path}:{self.line}:{self.column}"
 
 
+def _blank_as(text: str) -> str:
+    """Blanks as wide on a terminal as `text`: its tabs kept, two spaces for a wide character (`日`),
+    none for a combining one, so a caret under the line lands under the character it marks."""
+    if text.isascii() and "\t" not in text:
+        return " " * len(text)
+    import unicodedata
+
+    return "".join(
+        "\t"
+        if c == "\t"
+        else ""
+        if unicodedata.combining(c)
+        else "  "
+        if unicodedata.east_asian_width(c) in "WF"
+        else " "
+        for c in text
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     code: str
@@ -102,11 +121,12 @@ class Diagnostic:
         if self.span is not None:
             src = self.span.source.line_text(self.span.line)
             gutter = " " * len(str(self.span.line))
-            width = self.span.caret_width
+            start = self.span.column - 1
+            marked = src[start : start + self.span.caret_width]
             lines += [
                 f"{gutter} |",
                 f"{self.span.line} | {src}",
-                f"{gutter} | {' ' * (self.span.column - 1)}{'^' * width}",
+                f"{gutter} | {_blank_as(src[:start])}{'^' * max(1, len(_blank_as(marked)))}",
             ]
         if self.help:
             pad = " " * len(str(self.span.line)) if self.span is not None else ""

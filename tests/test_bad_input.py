@@ -184,3 +184,24 @@ def test_yaml_nested_hundreds_deep_is_a_placed_error(
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     assert f"{target}:{line}:{column}: error[{code}]: invalid YAML: nested too deeply to read" in out, out + err
+
+
+# (the line, the marked text): the caret line mirrors what comes before the mark, a tab as a tab and
+# a wide character as two columns, so on a terminal the carets sit under the mark
+CARET_LINES = [
+    ("\twhen quota(wrk) > 20% prefer work", "wrk", "\t           ^^^"),
+    ('route opus deny "日本語" prefer wrk', "wrk", " " * 17 + " " * 6 + " " * 9 + "^^^"),
+    ('deny "x" prefer 日本', "日本", " " * 16 + "^^^^"),
+    ("route e\u0301t prefer wrk", "wrk", " " * 16 + "^^^"),  # an accent combined with its letter: no column
+]
+
+
+@pytest.mark.parametrize(("line", "marked", "carets"), CARET_LINES, ids=["tab", "wide", "wide marked", "combining"])
+def test_the_caret_sits_under_the_marked_text(line: str, marked: str, carets: str) -> None:
+    from policyrouter.diagnostics import Diagnostic, Source, Span
+
+    column = line.index(marked) + 1
+    span = Span(Source("p.policy", line + "\n"), 1, column, 1, column + len(marked))
+    rendered = Diagnostic("unknown-provider", "x", span).render().split("\n")
+    assert rendered[2] == f"1 | {line}"
+    assert rendered[3] == f"  | {carets}"
