@@ -73,9 +73,9 @@ _WORD = re.compile(r"[A-Za-z0-9_.\-]*")
 
 def _whole_word(token: Token) -> Token:
     """A keyword must end where its word ends: `routesonnet` is no `route` before `sonnet`."""
-    text: str = _lexed.text
+    text: str | None = getattr(_lexed, "text", None)
     end = token.end_pos or 0
-    if end < len(text) and _NAME_CHAR.match(text, end):
+    if text is not None and end < len(text) and _NAME_CHAR.match(text, end):
         word = str(token) + _WORD.match(text, end).group()  # type: ignore[union-attr]
         rest = word[len(token) :]
         line, column = token.line or 1, token.column or 1
@@ -412,12 +412,25 @@ def _list_help(source: Source, token: Token, found: str) -> str | None:
     return None
 
 
+_COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\\n])*"?|#.*')
+
+
+def _end_of_code(text: str) -> tuple[int, int]:
+    """The line and column just after the last character that is not a blank or in a comment: where a
+    policy that ends too soon stops (a comment after it is no part of it)."""
+    lines = text.split("\n")
+    for number in range(len(lines), 0, -1):
+        code = _COMMENT_OR_STRING.sub(lambda m: "" if m.group().startswith("#") else m.group(), lines[number - 1])
+        if code.strip():
+            return number, len(code.rstrip()) + 1
+    return 1, 1
+
+
 def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
     line = getattr(e, "line", None) or 1
     column = getattr(e, "column", None) or 1
     if (isinstance(e, UnexpectedToken) and e.token.type == "$END") or isinstance(e, UnexpectedEOF):
-        lines = source.text.rstrip().split("\n")
-        line, column = len(lines), len(lines[-1]) + 1
+        line, column = _end_of_code(source.text)
         span = Span(source, line, column, line, column + 1)
         expected_set = set(e.expected)
         if {"PREFER", "DENY"} <= expected_set and not expected_set & {"ROUTE", "RBRACE", "$END"}:
