@@ -17,7 +17,7 @@ from typing import Any
 
 from policyrouter import ast, program
 from policyrouter.collector import without_collector
-from policyrouter.diagnostics import Diagnostic, Span, did_you_mean
+from policyrouter.diagnostics import Diagnostic, Span, closest, did_you_mean
 from policyrouter.eligibility import check_for
 from policyrouter.facts import FACT_KEYS, MISSING, Fact
 from policyrouter.program import STRATEGIES, Condition, FactRef, ModelPlan, Program
@@ -441,7 +441,7 @@ class _Compiler:
         if isinstance(node, ast.Name):
             if node.name in lets:
                 return lets[node.name]
-            return self.fact(node.name, None, node.span, node)
+            return self.fact(node.name, None, node.span, node, lets)
         if isinstance(node, ast.Call):
             return self.fact(node.func.name, node.arg, node.func.span, node)
         if isinstance(node, ast.Not):
@@ -592,7 +592,9 @@ class _Compiler:
 
     # -- facts ----------------------------------------------------------------------------------
 
-    def fact(self, name: str, arg: ast.Ident | ast.Literal | None, span: Span, node: ast.Expr) -> _Lowered:
+    def fact(
+        self, name: str, arg: ast.Ident | ast.Literal | None, span: Span, node: ast.Expr, lets: Iterable[str] = ()
+    ) -> _Lowered:
         if name in self.custom:
             return self.custom_fact(name, self.custom[name], arg, node)
         spec = BUILTIN_FACTS.get(name)
@@ -606,9 +608,9 @@ class _Compiler:
             return _Lowered(lambda ctx: None, "error")
         if spec is None:
             known = (*BUILTIN_FACTS, *self.custom)
-            help = did_you_mean(name, known) or (
-                f"the facts are {_names(known)}; name a condition of your own with `let {name} = …` above this line"
-            )
+            guess = closest(name, (*lets, *known) if arg is None else known)
+            own = f"name a condition of your own with `let {name} = …` above this line"
+            help = f"did you mean `{self.written(guess, arg)}`?" if guess else f"the facts are {_names(known)}; {own}"
             self.error("unknown-fact", f"unknown fact `{name}`", span, help)
             return _Lowered(lambda ctx: None, "error")
         if spec.arg is None:
@@ -636,6 +638,16 @@ class _Compiler:
             return _Lowered(lambda ctx: None, "error")
         kind = spec.type
         return self.reader(f"{name}.{resolved}", lambda: _source_fact(name, resolved, kind))
+
+    def written(self, name: str, arg: ast.Ident | ast.Literal | None) -> str:
+        """How `name` is written where a policy wrote `arg` after a misspelled name: with an argument
+        when the fact takes one (`quta > 5` means `quota(work) > 5`), else bare."""
+        if arg is not None:
+            return name
+        if name in self.custom:
+            return f"{name}(…)" if self.custom[name].arg else name
+        spec = BUILTIN_FACTS.get(name)
+        return name if spec is None or spec.arg is None else f"{name}({_example_arg(spec.arg)})"
 
     def reader(self, key: str, lower: Callable[[], _Lowered]) -> _Lowered:
         """The lowered built-in fact under `key`, lowered on its first use only. Its closures depend on
