@@ -202,7 +202,8 @@ class StateStore(ABC):
         reservation.warnings = tuple(
             s.meter.usage(Counter(c.used, c.reserved + s.hold))
             for s, c in zip(plan, counters, strict=True)
-            if not s.enforce and s.meter.limit is not None and c.total + s.hold > s.meter.limit
+            # soft limits this request goes over (a free call passes a hard budget with no word: it adds nothing)
+            if not s.meter.hard and s.meter.limit is not None and c.total + s.hold > s.meter.limit
         )
         return reservation
 

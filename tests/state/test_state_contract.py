@@ -139,6 +139,16 @@ def test_soft_limits_warn_and_never_refuse(store_factory: StoreFactory, clock: F
     assert ("budget", "month") in {(u.kind, u.name) for u in r2.warnings}
 
 
+def test_a_free_call_over_a_hard_budget_is_no_soft_warning(store_factory: StoreFactory, clock: FakeClock) -> None:
+    # A free call passes a hard budget that earlier calls took over its limit; it was reported as a
+    # soft budget going over (a `budget_warning` with `hard: false`) for a budget declared hard.
+    registry = make_registry(run_usd=0.02)
+    store = store_factory(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    store.settle(store.reserve(work, tokens=1, cost=0.02), input_tokens=1, output_tokens=1, cost=0.05)
+    assert store.reserve(work, tokens=1, cost=0).warnings == ()
+
+
 def test_many_small_reservations_fill_a_budget_exactly(store_factory: StoreFactory, clock: FakeClock) -> None:
     registry = make_registry(run_usd=1.0)
     store = store_factory(registry, clock=clock)
