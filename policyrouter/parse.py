@@ -426,13 +426,36 @@ def _end_of_code(text: str) -> tuple[int, int]:
     return 1, 1
 
 
+_LAST_WORD = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]*)\s*$")
+
+
+def _keyword_read_as_name(source: Source, token: Token) -> str | None:
+    """Where the parser has just read a value (it takes a comparison next) and that value was a
+    keyword (`not prefer work`, `a and or b`): the keyword stood where a value was missing."""
+    before = source.line_text(token.line or 1)[: (token.column or 1) - 1]
+    word = _LAST_WORD.search(before)
+    if word is None or word.group(1).upper() not in _KEYWORDS:
+        return None
+    return f"`{word.group(1)}` is read as a name here: a condition is missing before it"
+
+
+def _expected(e: UnexpectedToken | UnexpectedEOF) -> set[str]:
+    """What the parser would have taken where it stopped. Lark's `expected` comes from the LALR state,
+    which merges the lookaheads of alike states: after `prefer work` in a bare action it lists `else`,
+    which only a `when` takes. Feeding each terminal to a copy of the parser says exactly."""
+    parser = getattr(e, "interactive_parser", None)
+    if parser is None:
+        return set(e.expected)
+    return set(parser.accepts()) - {"$END"}  # that a file may end after a statement goes without saying
+
+
 def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
     line = getattr(e, "line", None) or 1
     column = getattr(e, "column", None) or 1
     if (isinstance(e, UnexpectedToken) and e.token.type == "$END") or isinstance(e, UnexpectedEOF):
         line, column = _end_of_code(source.text)
         span = Span(source, line, column, line, column + 1)
-        expected_set = set(e.expected)
+        expected_set = _expected(e)
         if {"PREFER", "DENY"} <= expected_set and not expected_set & {"ROUTE", "RBRACE", "$END"}:
             expected = "an action (`prefer`, `only`, `avoid`, `use`, `deny`)"
             expected += " or provider names" if "NAME" in expected_set else " after the condition"
@@ -442,14 +465,18 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
     if isinstance(e, UnexpectedToken):
         token, found = e.token, str(e.token)
         span = _token_span(source, token)
-        expected_set = set(e.expected)
+        expected_set = _expected(e)
         keywords = [w.strip("`") for w in _keyword_words(expected_set)]
         if {"PREFER", "DENY"} <= expected_set and expected_set & {"COMP_OP", "AND", "OR"}:
             actions = "`prefer`, `only`, `avoid`, `use`, `deny`"
             message = f"unexpected `{found}`: expected an action ({actions}) after the condition"
         else:
             message = f"unexpected `{found}`: expected {_describe_expected(expected_set)}"
-        help = did_you_mean(found, keywords) if token.type == "NAME" else None
+        help = _keyword_read_as_name(source, token) if "COMP_OP" in expected_set else None
+        if token.type == "ELSE" and "ELSE" not in expected_set:
+            help = "`else` follows the action of a `when`: `when CONDITION prefer work else personal`"
+        if help is None and token.type == "NAME":
+            help = did_you_mean(found, keywords)
         if help is None and token.type == "NAME" and "COMMA" in expected_set:
             help = _list_help(source, token, found)
         return Diagnostic("syntax", message, span, help=help)
