@@ -76,11 +76,24 @@ class _Derived:
 # every LiveFacts on a store, so that what one forgets after a write, the others do too: a list of
 # references, copied without a lock (one step under the GIL), rebuilt under one when a LiveFacts joins
 _on_store: weakref.WeakKeyDictionary[StateStore, list[weakref.ref[LiveFacts]]] = weakref.WeakKeyDictionary()
-_joining = threading.Lock()
+
+
+class _Joining:
+    """The lock that rebuilds those lists, made anew in a forked child like every lock of ours."""
+
+    def __init__(self) -> None:
+        self._new_locks()
+        renew_locks_after_fork(self)
+
+    def _new_locks(self) -> None:
+        self.lock = threading.Lock()
+
+
+_joining = _Joining()
 
 
 def _join(store: StateStore, facts: LiveFacts) -> None:
-    with _joining:  # the references of facts gone are dropped here: a run view per job adds no garbage
+    with _joining.lock:  # the references of facts gone are dropped here: a run view per job adds no garbage
         alive = [ref for ref in _on_store.get(store, ()) if ref() is not None]
         _on_store[store] = [*alive, weakref.ref(facts)]
 

@@ -218,6 +218,7 @@ budgets:
 FORK_SCRIPT = """
 import os, signal, sys, threading
 import policyrouter
+from policyrouter.state import live as live_module
 
 router = policyrouter.load(sys.argv[1], state=sys.argv[2], events=sys.argv[3])
 router.decide("sonnet")  # opens the store and the live facts
@@ -225,7 +226,7 @@ store, live, sink = router.store, router.live_facts, router.events._sinks[0]
 held, done = threading.Event(), threading.Event()
 
 def hold():  # another thread of the parent holds every lock of ours when the parent forks
-    locks = [router._lock, live._lock, sink._lock, store._pending_lock]
+    locks = [router._lock, live._lock, sink._lock, store._pending_lock, live_module._joining.lock]
     locks += [getattr(store, name) for name in ("_lock", "_conns_lock") if hasattr(store, name)]
     for lock in locks:
         lock.acquire()
