@@ -147,6 +147,8 @@ class RoutedStream:
         self.request_id = request_id
         self.tally = Tally()
         self._finish: Finish | None = finish
+        self._finishing = threading.Lock()  # `close()` from another thread settles while a chunk is read
+        self._closed = False
         self._chunks = self._run(raw, first)
         self._pid = os.getpid()  # a forked child's copy is not its stream to settle
         LEFTOVERS.ready(self)
@@ -157,6 +159,9 @@ class RoutedStream:
                 self.tally.add(first)
                 yield first
             for chunk in raw:
+                if self._closed:  # by `close()` in another thread while this one waited for the chunk
+                    _close_provider_stream(raw)  # here: a socket closed under another thread's read is unsafe
+                    return
                 self.tally.add(chunk)
                 yield chunk
         except GeneratorExit:
@@ -170,7 +175,8 @@ class RoutedStream:
         self._done(None)
 
     def _done(self, error: BaseException | None) -> None:
-        finish, self._finish = self._finish, None
+        with self._finishing:
+            finish, self._finish = self._finish, None
         if finish is not None:
             finish(self.tally, error)
 
@@ -184,7 +190,14 @@ class RoutedStream:
         """Stop reading (settling the books with what was received) and close litellm's stream."""
         if self._finish is not None and self.tally.chunks == 0:
             self.tally.closed_early = True
-        self._chunks.close()
+        self._closed = True
+        try:
+            self._chunks.close()
+        except ValueError:  # "generator already executing": another thread is reading it
+            if self._finish is not None:
+                self.tally.closed_early = True
+            self._done(None)  # that thread stops at its next chunk and closes the provider's stream there
+            return
         self._done(None)
         _close_provider_stream(self.raw)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import threading
@@ -203,6 +204,59 @@ def test_a_stream_that_goes_quiet_is_a_timeout_with_no_status(
             pass
     (failure,) = of_kind(events, "failure")
     assert (failure["error"], failure["status"], failure["billed"]) == ("timeout", None, True)
+
+
+def test_a_stream_closed_from_another_thread_settles_and_the_reader_stops(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    # close() raised "generator already executing" while another thread waited for the next chunk,
+    # and the books waited for that thread.
+    go_on = threading.Event()
+
+    def paused_stream(h: Handler, body: dict[str, Any]) -> None:
+        """A chunk, a wait until the test says go on, a second chunk, the end."""
+        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
+        h.send_response(200)
+        h.send_header("content-type", "text/event-stream")
+        h.send_header("transfer-encoding", "chunked")
+        h.end_headers()
+        h._chunk(
+            f"data: {json.dumps({**chunk, 'choices': [{'index': 0, 'delta': {'content': 'y' * 80}}]})}\n\n".encode()
+        )
+        go_on.wait(10)
+        with contextlib.suppress(OSError):  # the client may have closed the connection
+            h._chunk(
+                f"data: {json.dumps({**chunk, 'choices': [{'index': 0, 'delta': {'content': 'z'}}]})}\n\n".encode()
+            )
+            h._chunk(b"data: [DONE]\n\n")
+            h._chunk(b"")
+        h.close_connection = True
+
+    llm.script("work", paused_stream)
+    router = make_router()
+    chunks = router.completion("sonnet", hi(), stream=True, tokens=60, timeout=10)
+    got: list[Any] = []
+    failed: list[BaseException] = []
+    first = threading.Event()
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                got.append(chunk)
+                first.set()
+        except BaseException as e:  # whatever the reader sees is what the test checks
+            failed.append(e)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert first.wait(10)
+    chunks.close()
+    assert spend(router) == pytest.approx(cost(60, 20))  # settled by close(), with the 80 characters read
+    assert router.live_facts.in_flight("work") == 0
+    go_on.set()  # the next chunk comes: the reader stops there
+    reader.join(10)
+    assert not reader.is_alive() and failed == [] and len(got) == 1
+    assert [e["event"] for e in events if e["event"] in ("attempt", "success", "failure")] == ["attempt", "success"]
 
 
 def test_a_stream_broken_mid_way_keeps_what_the_provider_billed_and_raises(
