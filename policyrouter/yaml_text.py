@@ -29,12 +29,11 @@ def load_yaml(text: str) -> Any:
     placed as it says: libyaml words its errors otherwise, the readers stop at different places in some
     broken files, and the full one takes a few odd plain scalars, such as `{a: :b}`.
     """
-    from ruamel.yaml import YAML
 
     try:
         with contextlib.suppress(Exception):
             return quick_load(text)
-        return YAML(typ="rt").load(text)
+        return round_trip_yaml().load(text)
     except RecursionError:  # ruamel builds nested collections recursively: a few hundred levels at most
         raise _too_deep(text) from None
 
@@ -71,10 +70,9 @@ def quick_load(text: str) -> Any:
     """The YAML read by the quickest reader at hand, which may reject what the full loader takes."""
     libyaml_loader = _libyaml_loader()
     if libyaml_loader is None or _NOT_FOR_LIBYAML.search(text):
-        from ruamel.yaml import YAML
         from ruamel.yaml.scanner import Scanner
 
-        quick = YAML(typ="rt")
+        quick = round_trip_yaml()
         quick.Scanner = Scanner
         return quick.load(text)
     loader = libyaml_loader(text)
@@ -93,19 +91,46 @@ def _libyaml_loader() -> type | None:
         from _ruamel_yaml import CParser
     except ImportError:
         return None
-    from ruamel.yaml.constructor import RoundTripConstructor
     from ruamel.yaml.resolver import VersionedResolver
 
-    class LibyamlRoundTripLoader(CParser, RoundTripConstructor, VersionedResolver):
+    constructor: Any = _checked_constructor()
+
+    class LibyamlRoundTripLoader(CParser, constructor, VersionedResolver):
         comment_handling = None  # what ruamel's `YAML` would set: comments are not kept
 
         def __init__(self, text: str) -> None:
             CParser.__init__(self, text)
             self._parser = self._composer = self
-            RoundTripConstructor.__init__(self, loader=self)
+            constructor.__init__(self, loader=self)
             VersionedResolver.__init__(self, loadumper=self)
 
     return LibyamlRoundTripLoader
+
+
+def round_trip_yaml() -> Any:
+    """ruamel's round-trip `YAML`, whose dates that are no dates (`2025-02-30`) are YAML errors placed
+    at the value, as its other errors are, not a ValueError from Python's `datetime`."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.Constructor = _checked_constructor()
+    return yaml
+
+
+@functools.lru_cache(maxsize=1)
+def _checked_constructor() -> Any:
+    from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+
+    class CheckedConstructor(RoundTripConstructor):
+        def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+            try:
+                return super().construct_yaml_timestamp(node, values)
+            except ValueError as e:
+                problem = f"`{node.value}` is not a date or time: {e}"
+                raise ConstructorError(None, None, problem, node.start_mark) from None
+
+    CheckedConstructor.add_constructor("tag:yaml.org,2002:timestamp", CheckedConstructor.construct_yaml_timestamp)
+    return CheckedConstructor
 
 
 def problem_at(exc: Exception, text: str) -> tuple[int, int] | None:

@@ -337,6 +337,7 @@ BAD_REGISTRIES: list[tuple[str, list[str]]] = [  # case name, the codes it must 
     ("lowercase-env-name", ["registry-value"]),
     ("duplicate-deployment", ["registry-duplicate-deployment"]),
     ("duplicate-key", ["registry-duplicate-key"]),
+    ("date-that-is-no-date", ["registry-syntax"]),
     ("duplicate-budget", ["registry-duplicate-budget"]),
     ("wrong-shapes", ["registry-value", "registry-type", "registry-type", "registry-type", "registry-value"]),
     (
