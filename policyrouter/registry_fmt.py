@@ -1,56 +1,130 @@
 """One layout for `registry.yaml`, comments and key order kept.
 
 ruamel's round trip keeps what the file says: key order, comments, quotes, flow or block style,
-anchors, how numbers are written. It is dumped with two spaces per mapping level and sequences
-indented under their key (`- ` two spaces in), on lines as long as they need to be; then the comments
-are placed: a comment beside a value gets two spaces before its `#`, and a comment on a line of its own
-the indentation of the entry it belongs to (the one below it, or the last entry of the block above it
-when it was indented as that block). The result is read again: the data and the comments must be what
-the file had, or the file is left as it is.
+anchors, how numbers are written; a null is written as it was (`null`, `~` or nothing). It is dumped
+with two spaces per mapping level and sequences indented under their key (`- ` two spaces in), on
+lines as long as they need to be; then the comments are placed: a comment beside a value gets two
+spaces before its `#`, and a comment on a line of its own the indentation of the entry it belongs to
+(the one below it, or the last entry of the block above it when it was indented as that block).
+
+The result is checked before it is given: read again, it must hold the same data, every value written
+as it was, every comment where it was (beside a value or on a line of its own), and come out the same
+when formatted again. Where ruamel's round trip cannot do that (it keeps no comment inside a `[...]`
+written over several lines, for one), the file is left as it is, with a `fmt-unsafe` error saying why.
 """
 
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from policyrouter.diagnostics import Diagnostic, Source
 from policyrouter.errors import ConfigError
 
+_NULLS = ("~", "null", "Null", "NULL")
+
 
 def format_registry(text: str, path: str = "registry.yaml") -> str:
-    """The registry `text` in the canonical layout. Raises ConfigError when it is not YAML, or when
-    ruamel cannot write it back with every comment in place."""
+    """The registry `text` in the canonical layout. Raises ConfigError when it is not YAML, or when it
+    cannot be laid out with every value and comment as it was."""
     from ruamel.yaml.error import YAMLError
 
     from policyrouter.registry_schema import yaml_problem
 
-    source = Source(path, text, yaml=True)
-    yaml = _yaml()
     try:
-        data = yaml.load(text)
+        _yaml().load(text)
     except YAMLError as exc:
-        raise ConfigError([yaml_problem(exc, source)]) from None
+        raise ConfigError([yaml_problem(exc, Source(path, text, yaml=True))]) from None
+    try:
+        once = _layout(text)
+        if once == text:
+            return text
+        problem = _changed(text, once) or _unstable(once)
+    except Exception as exc:  # a round trip ruamel does not support: it wrote what it cannot read, say
+        problem = f"ruamel could not write it back ({type(exc).__name__}: {exc})"
+    if problem is not None:
+        raise ConfigError(
+            [
+                Diagnostic(
+                    "fmt-unsafe",
+                    f"the registry cannot be laid out as it is written: {problem}; it is left as it is",
+                    path=path,
+                    help="ruamel, which rewrites it, keeps no comment inside a `{...}` or `[...]` written over "
+                    "several lines, nor some spellings of values: move such a comment above the line",
+                )
+            ]
+        )
+    return once
+
+
+def _layout(text: str) -> str:
+    yaml = _yaml()
+    data = yaml.load(text)
     if data is None:  # comments only, or nothing
         return text
+    _keep_null_spellings(data, _null_tokens(text))
     yaml.explicit_start = text.lstrip("\ufeff").startswith("---")
     out = io.StringIO()
     yaml.dump(data, out)
     dumped = out.getvalue()
-    formatted = _place_comments(dumped, data, yaml.load(dumped), text)
-    _check_same(text, formatted, data, source)
-    return formatted
+    return _place_comments(dumped, data, _yaml().load(dumped), text)
+
+
+@dataclass(frozen=True, slots=True)
+class _SpelledNull:
+    """A null as the file wrote it (`null`, `~`): ruamel writes every null as nothing."""
+
+    spelling: str
 
 
 def _yaml() -> Any:
-    from ruamel.yaml import YAML
+    from policyrouter.yaml_text import round_trip_yaml
 
-    yaml = YAML(typ="rt")
+    yaml = round_trip_yaml()
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 1 << 20  # never fold a line
+    yaml.representer.add_representer(
+        _SpelledNull, lambda r, null: r.represent_scalar("tag:yaml.org,2002:null", null.spelling)
+    )
     return yaml
+
+
+def _null_tokens(text: str) -> dict[tuple[int, int], str]:
+    """Where the text spells a null, and how."""
+    return {
+        (token.start_mark.line, token.start_mark.column): token.value
+        for token in _scan(text)
+        if type(token).__name__ == "ScalarToken" and token.plain and token.value in _NULLS
+    }
+
+
+def _keep_null_spellings(data: Any, spelled: dict[tuple[int, int], str]) -> None:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    seen: set[int] = set()
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, CommentedMap):
+            for key, (_, _, line, column) in list((node.lc.data or {}).items()):
+                if node[key] is None and (line, column) in spelled:
+                    node[key] = _SpelledNull(spelled[line, column])
+                stack.append(node[key])
+        elif isinstance(node, CommentedSeq):
+            for index, (line, column) in list((node.lc.data or {}).items()):
+                if node[index] is None and (line, column) in spelled:
+                    node[index] = _SpelledNull(spelled[line, column])
+                stack.append(node[index])
+
+
+# -- comments -------------------------------------------------------------------------------------
 
 
 def _place_comments(dumped: str, original: Any, again: Any, text: str) -> str:
@@ -116,24 +190,21 @@ def _comment_indent(at: int, column: int, lines: list[str], was_indented: dict[i
 
 
 def _entry_lines(original: Any, again: Any) -> Iterator[tuple[int, int]]:
-    """(line in the file, line in the dump) of every mapping key and sequence item, walking the data
-    as read from each."""
+    """(line in the file, line in the dump) of every mapping key and sequence item written in the
+    file (not those merged in with `<<:`), walking the data as read from each."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     seen: set[int] = set()
 
     def walk(old: Any, new: Any) -> Iterator[tuple[int, int]]:
-        if id(old) in seen:  # an alias: walked where its anchor is
-            return
+        if id(old) in seen or not isinstance(old, (CommentedMap, CommentedSeq)):
+            return  # an alias is walked where its anchor is
         seen.add(id(old))
-        if isinstance(old, CommentedMap):
-            for key in old:
-                yield old.lc.key(key)[0], new.lc.key(key)[0]
+        for key, position in (old.lc.data or {}).items():
+            moved = (new.lc.data or {}).get(key)
+            if moved is not None:
+                yield position[0], moved[0]
                 yield from walk(old[key], new[key])
-        elif isinstance(old, CommentedSeq):
-            for index, item in enumerate(old):
-                yield old.lc.item(index)[0], new.lc.item(index)[0]
-                yield from walk(item, new[index])
 
     return walk(original, again)
 
@@ -141,12 +212,10 @@ def _entry_lines(original: Any, again: Any) -> Iterator[tuple[int, int]]:
 def _comment_places(text: str) -> tuple[set[int], dict[int, int]]:
     """The lines inside a scalar that spans lines (a `#` there is text), and the column of each
     comment that follows a value on its line, as ruamel's scanner finds them."""
-    from ruamel.yaml import YAML
-
     lines = text.split("\n")
     inside: set[int] = set()
     beside: dict[int, int] = {}
-    for token in YAML(typ="rt").scan(text):
+    for token in _scan(text):
         start, end = token.start_mark, token.end_mark
         if type(token).__name__ == "ScalarToken" and end.line > start.line:
             inside.update(range(start.line + 1, end.line + (end.column > 0)))
@@ -158,36 +227,78 @@ def _comment_places(text: str) -> tuple[set[int], dict[int, int]]:
 
 
 def _comments(token: Any) -> Iterator[Any]:
-    found = getattr(token, "_comment", None) or ()
-    for part in found:
-        if isinstance(part, list):
-            yield from (c for c in part if c is not None)
-        elif part is not None:
-            yield part
+    for part in getattr(token, "_comment", None) or ():
+        for comment in part if isinstance(part, list) else [part]:
+            if hasattr(comment, "start_mark"):  # ruamel keeps some as plain text, placed nowhere
+                yield comment
 
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
 
-def _check_same(text: str, formatted: str, data: Any, source: Source) -> None:
-    """The formatted text must hold the same data and the same comments as the file."""
-    if formatted == text:
-        return
-    again = _yaml().load(formatted)
-    if _plain(again) != _plain(data) or _comment_texts(formatted) != _comment_texts(text):
-        raise ConfigError(
-            [
-                Diagnostic(
-                    "fmt-unsafe",
-                    "the registry cannot be rewritten without losing a comment or changing a value; "
-                    "it is left as it is",
-                    path=source.path,
-                    help="a comment inside a `{...}` or `[...]` that spans lines is the usual cause: "
-                    "move it above the line",
-                )
-            ]
-        )
+def _scan(text: str) -> Iterator[Any]:
+    from policyrouter.yaml_text import round_trip_yaml
+
+    return round_trip_yaml().scan(text)
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+
+def _changed(text: str, formatted: str) -> str | None:
+    """What the formatted text would change, if anything: a value, how a value is written, a comment."""
+    if _plain(_yaml().load(formatted)) != _plain(_yaml().load(text)):
+        return "a value would change"
+    was, now = _scalars(text), _scalars(formatted)
+    if [w for w, _ in was] != [n for n, _ in now]:
+        return _first_respelled(was, now)
+    before, after = _comment_kinds(text), _comment_kinds(formatted)
+    for kind, comment in before - after:
+        if ("own" if kind == "beside" else "beside", comment) in after - before:
+            return f"the comment `{comment}` would move {'off its line' if kind == 'beside' else 'beside a value'}"
+        return f"the comment `{comment}` would be lost"
+    return None
+
+
+def _first_respelled(was: list[tuple[str, int]], now: list[tuple[str, int]]) -> str:
+    """The first value the layout writes otherwise, said as a person would see it."""
+    import difflib
+
+    matcher = difflib.SequenceMatcher(a=[w for w, _ in was], b=[n for n, _ in now], autojunk=False)
+    for op, a, _, b, _ in matcher.get_opcodes():
+        if op == "replace":
+            return f"`{_short(was[a][0])}` would be written `{_short(now[b][0])}` (line {was[a][1] + 1})"
+        if op == "insert":
+            return f"an empty value would be written `{_short(now[b][0])}` (line {now[b][1] + 1} of the result)"
+        if op == "delete":
+            return f"`{_short(was[a][0])}` would be left out (line {was[a][1] + 1})"
+    return "a value would be written otherwise"
+
+
+def _unstable(formatted: str) -> str | None:
+    return None if _layout(formatted) == formatted else "formatting it again would change it again"
+
+
+def _scalars(text: str) -> list[tuple[str, int]]:
+    """Each scalar as written (its quotes or block style, and its text), with its line."""
+    return [
+        (f"{token.style or ''}{token.value}", token.start_mark.line)
+        for token in _scan(text)
+        if type(token).__name__ == "ScalarToken"
+    ]
+
+
+def _comment_kinds(text: str) -> Counter[tuple[str, str]]:
+    """Each comment's text, and whether it is beside a value or on a line of its own."""
+    lines = text.split("\n")
+    inside, beside = _comment_places(text)
+    found: Counter[tuple[str, str]] = Counter()
+    for line, column in beside.items():
+        found["beside", lines[line][column:].strip()] += 1
+    for i in _own_line_comments(lines, inside, beside):
+        found["own", lines[i].strip()] += 1
+    return found
 
 
 def _plain(value: Any) -> Any:
@@ -196,15 +307,12 @@ def _plain(value: Any) -> Any:
         return [(key, _plain(item)) for key, item in value.items()]
     if isinstance(value, list):
         return [_plain(item) for item in value]
+    tag = getattr(value, "tag", None)
+    if tag is not None and hasattr(value, "value"):  # a tagged scalar (`!env FOO`): by tag and text
+        return (str(getattr(tag, "value", tag)), value.value)
     return (type(value).__mro__[-2], value)
 
 
-def _comment_texts(text: str) -> list[str]:
-    """Every comment of the text, in the order of its lines' text."""
-    from ruamel.yaml import YAML
-
-    found = []
-    for token in YAML(typ="rt").scan(text):
-        for comment in _comments(token):
-            found += [line.strip() for line in comment.value.split("\n") if line.strip()]
-    return sorted(found)
+def _short(text: str) -> str:
+    text = text.replace("\n", "⏎")
+    return text if len(text) <= 40 else text[:39] + "…"

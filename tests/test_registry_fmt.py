@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from policyrouter.cli import main
@@ -121,6 +122,26 @@ def registries(draw: st.DrawFn) -> tuple[str, Any]:
     return "\n".join(commented), data
 
 
+def _ruamel_alone_breaks(text: str) -> bool:
+    """Whether ruamel's round trip alone (no layout) loses one of the generated comments, moves one
+    onto or off a line of its own, changes a value, or writes YAML it cannot read."""
+    try:
+        again = _round_trip(text)
+        if _plain(YAML(typ="rt").load(again)) != _plain(YAML(typ="rt").load(text)):
+            return True
+    except YAMLError:
+        return True
+
+    def placed(yaml_text: str) -> dict[str, bool]:  # each generated comment: on a line of its own?
+        return {
+            m.group(): line.strip().startswith(m.group())
+            for line in yaml_text.split("\n")
+            for m in re.finditer(r"# (above|beside) \d+", line)
+        }
+
+    return placed(again) != placed(text)
+
+
 def _round_trip(text: str) -> str:
     yaml = YAML(typ="rt")
     out = io.StringIO()
@@ -144,10 +165,10 @@ def test_fmt_keeps_data_and_comments_and_is_idempotent(case: tuple[str, Any]) ->
     try:
         once = format_registry(text)
     except ConfigError as refused:
-        # Only where ruamel's own round trip loses a comment (one above a flow item that has one
-        # beside it, say): never for what the layout pass does.
+        # Only where ruamel's own round trip loses or moves a comment (one above a flow item that has
+        # one beside it, say), changes a value or writes what it cannot read: never for the layout pass.
         assert [d.code for d in refused.diagnostics] == ["fmt-unsafe"]
-        assert _comments(_round_trip(text)) != _comments(text)
+        assert _ruamel_alone_breaks(text)
         return
     assert format_registry(once) == once
     assert _plain(YAML(typ="rt").load(once)) == _plain(data)
@@ -208,6 +229,17 @@ GOLDEN = [
         "providers:\n  work: &plan\n    rpm: 50\n  personal: *plan\n",
     ),
     ("a file of comments only is left as it is", "# nothing yet\n", "# nothing yet\n"),
+    (
+        "a null is written as it was",
+        "providers:\n    work: {base_url: null, rpm: ~}\n    personal:\n        base_url:\n",
+        "providers:\n  work: {base_url: null, rpm: ~}\n  personal:\n    base_url:\n",
+    ),
+    (
+        "keys merged in with `<<:` stay merged",
+        "x-a: &a {litellm_provider: anthropic}\nproviders:\n    p:\n        <<: *a\n        rpm: 1\n",
+        "x-a: &a {litellm_provider: anthropic}\nproviders:\n  p:\n    <<: *a\n    rpm: 1\n",
+    ),
+    ("a comment after a literal block's `|`", "a:\n    k: |  # c\n      text\n", "a:\n  k: |  # c\n    text\n"),
 ]
 
 
@@ -231,7 +263,33 @@ def test_a_comment_ruamel_would_drop_leaves_the_file_as_it_is() -> None:
         format_registry(text, "registry.yaml")
     (problem,) = caught.value.diagnostics
     assert problem.code == "fmt-unsafe"
-    assert "move it above the line" in (problem.help or "")
+    assert "the comment `# the agent's` would be lost" in problem.message
+    assert "move such a comment above the line" in (problem.help or "")
+
+
+# (registry, what the refusal says): what ruamel's round trip would write otherwise is refused, the
+# file left as it is, with the reason
+REFUSED = [
+    ("a:\n    rpm: +50\n", "`+50` would be written `50` (line 2)"),
+    ("x: &u http://h\na:\n    b: *u  # shared\n    c: 1\n", "the comment `# shared` would move off its line"),
+    ("a: [b,  # inside\n   c]\nd:\n    e: 1\n", "the comment `# inside` would be lost"),
+]
+
+
+@pytest.mark.parametrize(("text", "reason"), REFUSED, ids=["a spelling", "a comment moved", "a comment lost"])
+def test_what_would_change_is_refused_with_the_reason(text: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        format_registry(text, "registry.yaml")
+    (problem,) = caught.value.diagnostics
+    assert problem.code == "fmt-unsafe" and reason in problem.message
+
+
+def test_a_date_that_is_no_date_is_placed_not_raised() -> None:
+    with pytest.raises(ConfigError) as caught:
+        format_registry("x-when: 2025-02-30\nproviders: {}\n", "registry.yaml")
+    (problem,) = caught.value.diagnostics
+    assert problem.code == "registry-syntax" and "`2025-02-30` is not a date or time" in problem.message
+    assert problem.span is not None and (problem.span.line, problem.span.column) == (1, 9)
 
 
 def test_yaml_that_does_not_read_is_reported_where_it_breaks() -> None:
