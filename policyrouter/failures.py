@@ -18,6 +18,7 @@ PaymentRequiredError are BadRequestErrors; an "insufficient quota" 429 is out of
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import re
 import time
@@ -56,7 +57,7 @@ _CONNECTION = re.compile(
 _TIMED_OUT = re.compile(r"timed out|read timeout|timeout on reading", re.IGNORECASE)  # mid-stream, as a 500
 _NO_CREDENTIALS = re.compile(r"missing credentials|api_key client option must be set|no api key", re.IGNORECASE)
 _PREFIX = re.compile(r"^(?:litellm\.)?[A-Za-z]+(?:Error|Exception|Timeout)?: ")
-_PROVIDER_PREFIX = re.compile(r"^[A-Za-z]+Exception - ")
+_PROVIDER_PREFIX = re.compile(r"^[A-Za-z]+(?:Exception|Error) - ")
 MAX_REASON = 300
 
 
@@ -84,8 +85,10 @@ def classify(exc: BaseException, litellm: Any) -> Failure | None:
     if kind is None:
         return None
     status = getattr(exc, "status_code", None)
-    if kind in ("timeout", "connection") and status not in (408, 504):
-        status = None  # litellm's own 500 for a socket that went quiet or away: no HTTP status was sent
+    if kind in ("timeout", "connection") and (
+        status not in (408, 504) or getattr(exc, "litellm_response_headers", None) is None
+    ):
+        status = None  # litellm's own 500 or 408 for a socket that went quiet or away: no HTTP status was sent
     return Failure(
         kind,
         provider_message(exc),
@@ -173,6 +176,9 @@ def provider_message(exc: BaseException) -> str:
                 break
             text = stripped
     text = " ".join(text.split())
+    said, _, again = text.partition(" Error_str: ")  # litellm repeats the message after this
+    if again and again in said:
+        text = said
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 
 
@@ -187,8 +193,9 @@ def retry_after(exc: BaseException) -> float | None:
             continue
         try:
             ms = headers.get("retry-after-ms")
-            if ms is not None:
-                return max(0.0, float(ms) / 1000)
+            seconds = None if ms is None else parse_retry_after(str(ms))
+            if seconds is not None:
+                return seconds / 1000
             value = headers.get("retry-after")
         except (AttributeError, TypeError, ValueError):
             continue
@@ -200,10 +207,14 @@ def retry_after(exc: BaseException) -> float | None:
 
 
 def parse_retry_after(value: str) -> float | None:
+    """Seconds from a `retry-after` value; None for one that says no time (`-5`, `inf`, `nan`), so the
+    configured cooldown applies."""
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return seconds if 0 <= seconds < math.inf else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

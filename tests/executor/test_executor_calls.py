@@ -199,6 +199,19 @@ def test_rate_limit_cools_the_provider_down_for_retry_after_and_moves_on(
     assert router.live_facts.errors("work") == 1
 
 
+@pytest.mark.parametrize("header", ["inf", "-5", "nan"])
+def test_a_retry_after_that_says_no_time_cools_down_for_the_configured_time(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]], header: str
+) -> None:
+    # `inf` was written to the events file as `Infinity`, which is no JSON; `-5` and `nan` cooled the
+    # provider down for 0 s, so the next request went straight back to it.
+    llm.script("work", error(429, "Rate limit reached", code="rate_limit_exceeded", headers={"retry-after": header}))
+    router = make_router()
+    router.completion("sonnet", hi())
+    (throttled,) = of_kind(events, "throttled")
+    assert throttled["retry_after"] is None and throttled["cooldown"] == 30  # ExecutorOptions.rate_limit_cooldown
+
+
 def test_server_errors_are_retried_with_backoff_on_the_same_deployment(
     make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
 ) -> None:
@@ -283,6 +296,20 @@ def test_a_hanging_provider_times_out_and_the_next_serves(
     assert time.perf_counter() - started < 2.5
     assert [e["error"] for e in of_kind(events, "failure")] == ["timeout", "timeout"]
     assert [c.provider for c in llm.calls()] == ["work", "work", "personal"]
+
+
+def test_a_timeout_has_no_status_and_a_408_the_server_sent_keeps_it(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    # litellm gives its own timeouts status 408: the failure event said the server sent one
+    llm.script("work", hang(3))
+    llm.script("personal", error(408, "Request timeout", kind="timeout"))
+    router = make_router(executor=ExecutorOptions(retries=0, timeout=0.3))
+    router.completion("sonnet", hi())  # served by the next deployment
+    work, personal = of_kind(events, "failure")[:2]
+    assert (work["error"], work["status"]) == ("timeout", None)
+    assert work["reason"] == "Request timed out."  # without litellm's `APITimeoutError - … Error_str: …`
+    assert personal["status"] == 408
 
 
 def test_a_default_timeout_from_the_options(make_router: Any, llm: LoopbackLLM) -> None:
