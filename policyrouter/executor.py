@@ -146,14 +146,16 @@ class Executor:
                 delay = call.failed(attempt, exc)
                 if delay is None:
                     raise
-                if delay > 0:
-                    time.sleep(delay)
-                continue
-            try:
-                return call.succeeded(attempt, response, first)
-            except BaseException:
-                call.interrupted(attempt, response)
-                raise
+            else:
+                try:
+                    return call.succeeded(attempt, response, first)
+                except BaseException:
+                    call.interrupted(attempt, response)
+                    raise
+            if call.rejected is not None:
+                raise call.rejected  # here, not in the `except`: no context of litellm's error, which may hold a key
+            if delay > 0:
+                time.sleep(delay)
         call.exhausted()
 
     async def acompletion(self, router: Router, model: str, messages: Sequence[Any], **kwargs: Any) -> Any:
@@ -171,18 +173,20 @@ class Executor:
                 delay = await _step(off_loop, call.failed, attempt, exc)
                 if delay is None:
                     raise
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                continue
-            try:
-                return await _step(off_loop, call.succeeded, attempt, response, first)
-            except asyncio.CancelledError:
-                if not off_loop:  # off the loop, the worker thread goes on and finishes the books
-                    call.interrupted(attempt, response)
-                raise
-            except BaseException:
-                await _step(off_loop, call.interrupted, attempt, response)
-                raise
+            else:
+                try:
+                    return await _step(off_loop, call.succeeded, attempt, response, first)
+                except asyncio.CancelledError:
+                    if not off_loop:  # off the loop, the worker thread goes on and finishes the books
+                        call.interrupted(attempt, response)
+                    raise
+                except BaseException:
+                    await _step(off_loop, call.interrupted, attempt, response)
+                    raise
+            if call.rejected is not None:
+                raise call.rejected  # outside the `except`, as in `completion`
+            if delay > 0:
+                await asyncio.sleep(delay)
         call.exhausted()
 
 
@@ -287,6 +291,7 @@ class _Call:
         self.warned: set[tuple[str, str]] = set()
         self.index = 0
         self.retry = 0
+        self.rejected: RequestRejected | None = None  # a failure that fails the request at once
         self.decision = self._decide(requires, tags)
         self.order = self.decision.order
 
@@ -433,7 +438,8 @@ class _Call:
 
     def failed(self, attempt: _Try, exc: BaseException) -> float | None:
         """Books and next step after a failed call: the delay before the next try, or None when the
-        exception is not an API failure (the caller re-raises it). Raises RequestRejected to fail fast."""
+        exception is not an API failure (the caller re-raises it). A failure that fails the request at
+        once is left in `rejected`, for the caller to raise."""
         latency = time.perf_counter() - attempt.started
         d = attempt.deployment
         failure = classify(exc, self.litellm)
@@ -467,16 +473,17 @@ class _Call:
             **billed,
         )
         log.warning("%s failed (%s): %s", d.key, failure.kind, failure.reason)
-        if action == "fail":
-            raise RequestRejected(
+        if action == "fail":  # the caller raises it, outside its `except`: litellm's error may hold a key
+            self.rejected = RequestRejected(
                 failure.kind,
                 d,
-                failure.reason,
+                failure.reason,  # the provider's words, scrubbed of keys
                 failure.status,
                 attempts=self.attempts,
                 request_id=self.request_id,
                 decision=self.decision,
-            ) from None  # the provider's words are in the message, scrubbed; litellm's error may hold a key
+            )
+            return 0.0
         if retrying:
             delay = backoff(self.retry, self.options.backoff_base, self.options.backoff_max, self.executor.rng)
             if failure.retry_after is not None:

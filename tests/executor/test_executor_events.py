@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from executor_helpers import hi, of_kind
-from loopback_server import LoopbackLLM, ok, rate_limited, server_error, stream, unauthorized
+from loopback_server import Handler, LoopbackLLM, ok, rate_limited, server_error, stream, unauthorized
 
-from policyrouter import AllDeploymentsFailed, Events
+from policyrouter import AllDeploymentsFailed, Events, RequestRejected
 from policyrouter.events import EVENT_KINDS, Redactor
 from policyrouter.facts import nest_facts
 
@@ -188,6 +188,26 @@ def test_a_provider_echoing_the_key_is_scrubbed_from_events_errors_and_our_logs(
     assert "Incorrect API key provided: [redacted]" in text
     for key in keys.values():
         assert key not in text
+
+
+def test_a_rejected_request_carries_no_error_of_litellm_that_echoes_the_key(
+    make_router: Any, llm: LoopbackLLM, keys: dict[str, str]
+) -> None:
+    # RequestRejected was raised inside the `except` that caught litellm's error, so that error, the
+    # key in its message, was its `__context__`: hidden from tracebacks, there for any code that reads it.
+    def echoing_bad_request(h: Handler, body: dict[str, Any]) -> None:
+        said = f"Invalid value for 'temperature' with key {h.headers['authorization']}"
+        h.send_json(400, {"error": {"message": said, "type": "invalid_request_error", "code": "invalid_value"}})
+
+    llm.script("work", echoing_bad_request)
+    with pytest.raises(RequestRejected) as caught:
+        make_router().completion("sonnet", hi())
+    assert "[redacted]" in str(caught.value)
+    chained, seen = caught.value.__cause__ or caught.value.__context__, []
+    while chained is not None:
+        seen.append(repr(chained) + str(getattr(chained, "message", "")))
+        chained = chained.__cause__ or chained.__context__
+    assert not any(keys["work"] in text for text in seen)
 
 
 def test_the_redactor_reads_keys_set_after_loading(monkeypatch: pytest.MonkeyPatch) -> None:
