@@ -146,6 +146,8 @@ class RoutedStream:
         self.deployment = deployment
         self.request_id = request_id
         self.tally = Tally()
+        if first is not None:  # read by the executor already: counted even if the stream is closed unread
+            self.tally.add(first)
         self._finish: Finish | None = finish
         self._finishing = threading.Lock()  # `close()` from another thread settles while a chunk is read
         self._closed = False
@@ -156,7 +158,6 @@ class RoutedStream:
     def _run(self, raw: Any, first: Any) -> Generator[Any, None, None]:
         try:
             if first is not None:
-                self.tally.add(first)
                 yield first
             for chunk in raw:
                 if self._closed:  # by `close()` in another thread while this one waited for the chunk
@@ -188,14 +189,12 @@ class RoutedStream:
 
     def close(self) -> None:
         """Stop reading (settling the books with what was received) and close litellm's stream."""
-        if self._finish is not None and self.tally.chunks == 0:
+        if self._finish is not None:
             self.tally.closed_early = True
         self._closed = True
         try:
             self._chunks.close()
         except ValueError:  # "generator already executing": another thread is reading it
-            if self._finish is not None:
-                self.tally.closed_early = True
             self._done(None)  # that thread stops at its next chunk and closes the provider's stream there
             return
         self._done(None)
@@ -222,6 +221,8 @@ class AsyncRoutedStream:
         self.deployment = deployment
         self.request_id = request_id
         self.tally = Tally()
+        if first is not None:  # as in `RoutedStream`
+            self.tally.add(first)
         self._finish: Finish | None = finish
         self._first = first
         self._has_first = first is not None
@@ -252,7 +253,6 @@ class AsyncRoutedStream:
         if self._has_first:
             self._has_first = False
             chunk, self._first = self._first, None
-            self.tally.add(chunk)
             return chunk
         try:
             chunk = await _anext(self.raw)

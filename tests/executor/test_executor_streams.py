@@ -90,6 +90,28 @@ def test_a_stream_closed_early_settles_what_was_received(
     assert chunks.raw.completion_stream.response.is_closed
 
 
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_stream_closed_unread_books_the_chunk_the_executor_read(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]], asynchronous: bool
+) -> None:
+    # The executor reads the first chunk itself, to fall back on a stream that fails at once; closed
+    # before the caller read it, the stream booked 0 output tokens.
+    llm.script("work", stream("x" * 400, pieces=4))
+    router = make_router()
+    if asynchronous:
+
+        async def close_unread() -> None:
+            chunks = await router.acompletion("sonnet", hi(), stream=True, tokens=100)
+            await chunks.aclose()
+
+        asyncio.run(close_unread())
+    else:
+        router.completion("sonnet", hi(), stream=True, tokens=100).close()
+    (success,) = of_kind(events, "success")
+    assert success["closed_early"] is True
+    assert success["tokens"]["output"] == 25  # the first 100 characters ≈ 25 tokens
+
+
 def test_close_settles_a_stream_dropped_unread(
     make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
 ) -> None:
