@@ -132,6 +132,15 @@ class Tally:
         for choice in getattr(chunk, "choices", None) or ():
             self.chars += message_chars(getattr(choice, "delta", None))
 
+    def as_delivered_by(self, raw: Any) -> Tally:
+        """The tally without a usage litellm counted itself. Its stream ends with a usage chunk whether
+        or not the provider sent one; its `chunks` hold the provider's usage only when there was one.
+        What litellm counted is no report: the books estimate it and say so, as for any reply without."""
+        chunks = getattr(raw, "chunks", None)
+        if self.usage is not None and isinstance(chunks, list) and not any(usage_of(c) for c in chunks):
+            self.usage = None
+        return self
+
     def usage_or_estimate(self, prompt_tokens: int) -> Usage:
         if self.usage is not None:
             return self.usage
@@ -179,7 +188,7 @@ class RoutedStream:
         with self._finishing:
             finish, self._finish = self._finish, None
         if finish is not None:
-            finish(self.tally, error)
+            finish(self.tally.as_delivered_by(self.raw), error)
 
     def __iter__(self) -> RoutedStream:
         return self
@@ -233,16 +242,17 @@ class AsyncRoutedStream:
     def _done(self, error: BaseException | None) -> None:
         finish, self._finish = self._finish, None
         if finish is not None:
-            finish(self.tally, error)
+            finish(self.tally.as_delivered_by(self.raw), error)
 
     async def _settle(self, error: BaseException | None) -> None:
         finish, self._finish = self._finish, None
         if finish is None:
             return
+        tally = self.tally.as_delivered_by(self.raw)
         if self._blocking:
-            await asyncio.get_running_loop().run_in_executor(None, finish, self.tally, error)
+            await asyncio.get_running_loop().run_in_executor(None, finish, tally, error)
         else:
-            finish(self.tally, error)
+            finish(tally, error)
 
     def __aiter__(self) -> AsyncRoutedStream:
         return self

@@ -43,6 +43,19 @@ def test_a_stream_passes_every_chunk_and_settles_the_final_usage_at_the_end(
 ARGUMENTS = '{"path": "' + "x" * 79 + '"}'  # with the name `read_file`, 100 characters: 25 tokens
 
 
+def test_a_stream_whose_provider_sends_no_usage_is_estimated_and_says_so(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    # litellm ends the stream with a usage chunk of its own counting: it was booked as reported
+    llm.script("work", stream("x" * 400, pieces=4, include_usage=False))
+    router = make_router()
+    for _ in router.completion("sonnet", hi(), stream=True, tokens=60):
+        pass
+    (success,) = of_kind(events, "success")
+    assert success["tokens"] == {"input": 60, "output": 100, "reasoning": 0, "estimated": True}
+    assert spend(router) == pytest.approx(cost(60, 100))
+
+
 def test_a_tool_call_without_usage_is_estimated_from_its_name_and_arguments(
     make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
 ) -> None:
