@@ -42,13 +42,16 @@ MAX_TOKENS = 2**53  # the largest count a float holds exactly; token counts are 
 
 
 def token_count(name: str, value: object) -> int:
-    """A count of tokens passed in by a caller (`tokens`, `max_tokens`): a number, 0 or more."""
+    """A count of tokens passed in by a caller (`tokens`, `max_tokens`): a whole number, 0 or more
+    (`1500.0`, as `1.5k` reads, is one; `1.5` is not)."""
     if type(value) is int and 0 <= value <= MAX_TOKENS:
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:  # not NaN
+    if isinstance(value, float) and value.is_integer() and 0 <= value <= MAX_TOKENS:  # not NaN, not 1.5
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:  # an int subclass
         return int(value)
     shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:39] + "…"
-    raise ValueError(f"`{name}` is a number of tokens, 0 or more (at most 2**53); got {shown}")
+    raise ValueError(f"`{name}` is a whole number of tokens, 0 or more (at most 2**53); got {shown}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -190,6 +190,10 @@ def _request_problems(request: Mapping[str, Any], source: Source) -> Iterator[Di
     meant = yield from _unknown_keys(source, request, REQUEST_KEYS)
     if "model" not in request and "model" not in meant:
         yield Diagnostic("test-invalid", "`request` needs a `model`", _span(source, request))
+    elif "model" in request and (not isinstance(request["model"], str) or not request["model"]):
+        yield Diagnostic(
+            "test-invalid", "`model` is a model's name, such as `sonnet`", _value_span(source, request, "model")
+        )
     for key, example in (("requires", "[tools]"), ("tags", "[batch]")):
         if request.get(key) is not None and not isinstance(request[key], list):
             yield Diagnostic(
@@ -201,7 +205,7 @@ def _request_problems(request: Mapping[str, Any], source: Source) -> Iterator[Di
                 token_count(key, parse_count(request[key]))
             except ValueError:
                 value = _value_span(source, request, key)
-                yield Diagnostic("test-invalid", f"`{key}` is a number of tokens such as `2000` or `8k`", value)
+                yield Diagnostic("test-invalid", f"`{key}` is a whole number of tokens such as `2000` or `8k`", value)
 
 
 def _expect_problems(expect: Mapping[str, Any], source: Source) -> Iterator[Diagnostic]:
@@ -210,6 +214,9 @@ def _expect_problems(expect: Mapping[str, Any], source: Source) -> Iterator[Diag
         yield Diagnostic(
             "test-invalid", "`expect` takes exactly one of `order`, `first`, `error`", _span(source, expect)
         )
+    for key in ("order", "first", "error"):
+        if key in expect and expect[key] is None:
+            yield Diagnostic("test-invalid", f"`{key}` needs a value", _value_span(source, expect, key))
     if expect.get("order") is not None and not isinstance(expect["order"], list):
         where = _value_span(source, expect, "order")
         yield Diagnostic("test-invalid", "`order` is a list, such as `[work, personal]`", where)
@@ -247,8 +254,10 @@ def judge(
         decision = router.decide(
             str(req["model"]),
             requires=[str(c) for c in req.get("requires") or ()],
-            tokens=int(parse_count(req.get("tokens", 0))),
-            max_tokens=int(parse_count(req["max_tokens"])) if req.get("max_tokens") is not None else None,
+            tokens=token_count("tokens", parse_count(req["tokens"])) if req.get("tokens") is not None else 0,
+            max_tokens=token_count("max_tokens", parse_count(req["max_tokens"]))
+            if req.get("max_tokens") is not None
+            else None,
             tags=[str(t) for t in req.get("tags") or ()],
             facts=facts or {},
             request_id=str(req["request_id"]) if req.get("request_id") is not None else None,

@@ -853,14 +853,14 @@ def test_same_facts_same_decision(
     assert first.explain() == again.explain()
 
 
-@pytest.mark.parametrize("tokens", [-1, math.nan, math.inf, 2**53 + 1, 10**400, True, "8k"])
+@pytest.mark.parametrize("tokens", [-1, math.nan, math.inf, 2**53 + 1, 10**400, True, "8k", 1.5])
 def test_a_token_count_out_of_range_is_a_value_error(
     router_for: Callable[..., policyrouter.Router], tokens: object
 ) -> None:
     # 10**400 raised OverflowError where it was priced; a count is booked as a float, exact to 2**53.
     router = router_for(REGISTRY, CARD)
     for argument in ("tokens", "max_tokens"):
-        with pytest.raises(ValueError, match=f"`{argument}` is a number of tokens, 0 or more"):
+        with pytest.raises(ValueError, match=f"`{argument}` is a whole number of tokens, 0 or more"):
             router.decide("sonnet", facts={}, **{argument: tokens})
     with pytest.raises(policyrouter.DecisionError, match="context window 200k < 9007199254740992 tokens"):
         router.decide("sonnet", facts={}, tokens=2**53, max_tokens=0)  # taken, and too long for any window

@@ -150,10 +150,42 @@ def test_every_problem_of_a_case_is_reported_once(tmp_path: Path) -> None:
     assert [(p.span.line, p.span.column, p.message) for p in problems if p.span is not None] == [
         (2, 13, "unknown key `modle`"),
         (2, 34, "`tags` is a list, such as `[batch]`"),
-        (2, 49, "`tokens` is a number of tokens such as `2000` or `8k`"),
+        (2, 49, "`tokens` is a whole number of tokens such as `2000` or `8k`"),
         (3, 19, "unknown refusal code `budget_exceded`"),
         (1, 3, "`facts` is a mapping such as `{quota: {work: 15%}}`"),
     ]
+
+
+# (case, the one problem it has): values that were read as text (`None`, `5`) or cut (`1.5` as 1), so
+# such a case ran, and could pass, instead of being reported
+NULLS_AND_FRACTIONS = [
+    ("request: {model: ~}\n  expect: {error: unknown_model}", "`model` is a model's name, such as `sonnet`"),
+    ("request: {model: 5}\n  expect: {error: unknown_model}", "`model` is a model's name, such as `sonnet`"),
+    ("request: {model: sonnet, tokens: 1.5}\n  expect: {first: work}", "`tokens` is a whole number of tokens"),
+    ("request: {model: sonnet}\n  expect: {error: ~}", "`error` needs a value"),
+    ("request: {model: sonnet}\n  expect: {first: ~}", "`first` needs a value"),
+    ("request: {model: sonnet}\n  expect: {order: ~}", "`order` needs a value"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "problem"),
+    NULLS_AND_FRACTIONS,
+    ids=["null model", "number model", "1.5 tokens", "error", "first", "order"],
+)
+def test_a_value_that_is_no_value_is_an_invalid_case(tmp_path: Path, case: str, problem: str) -> None:
+    path = tmp_path / "cases.yaml"
+    path.write_text(f"- name: odd\n  {case}\n")
+    cases, problems = decision_tests.load_cases(path)
+    assert cases == [] and len(problems) == 1 and problem in problems[0].message
+
+
+def test_null_tokens_are_no_tokens_as_null_max_tokens_are_none(make_config: Callable[..., Path]) -> None:
+    # `tokens: ~` loaded, then failed the case: "expected a count, got `None`"
+    case = "- name: odd\n  request: {model: sonnet, tokens: ~, max_tokens: ~}\n  expect: {first: work}\n"
+    directory = make_config(REGISTRY, CARD, tests={"cases.yaml": case})
+    (outcome,), problems = decision_tests.run_files(policyrouter.load(directory), [directory / "tests" / "cases.yaml"])
+    assert problems == [] and outcome.passed, outcome.message
 
 
 def test_an_empty_file_has_no_cases(tmp_path: Path) -> None:

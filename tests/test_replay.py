@@ -101,9 +101,9 @@ def test_replay_needs_a_request_id(recorded: tuple[Path, Path, str], capsys: pyt
         ({"model": None}, ["records no model"]),
         ({"requires": "tools"}, ["`requires` is not a list of names", '"tools"']),
         ({"tags": [1, 2]}, ["`tags` is not a list of names"]),
-        ({"tokens": "lots"}, ["`tokens` is a number of tokens", "'lots'"]),
+        ({"tokens": "lots"}, ["`tokens` is a whole number of tokens", "'lots'"]),
         ({"max_tokens": -1}, ["`max_tokens`", "-1"]),
-        ({"tokens": 10**400}, ["`tokens` is a number of tokens", "at most 2**53"]),
+        ({"tokens": 10**400}, ["`tokens` is a whole number of tokens", "at most 2**53"]),
     ],
     ids=["no model", "requires not a list", "tags not names", "tokens not a number", "negative max_tokens", "huge"],
 )
