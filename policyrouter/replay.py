@@ -104,6 +104,9 @@ def find_decision(path: Path, request_id: str) -> Mapping[str, Any]:
         raise ReplayError(f"no decision event for request `{request_id}` in {path}{hint}")
     if not isinstance(found.get("request"), Mapping) or not isinstance(found.get("facts"), Mapping):
         raise ReplayError(f"the decision event for `{request_id}` has no request or facts to replay")
+    order = found.get("order")
+    if order is not None and not (isinstance(order, list) and all(isinstance(key, str) for key in order)):
+        raise ReplayError(f"the decision event for `{request_id}`: its `order` is not a list of deployments")
     return found
 
 
@@ -169,6 +172,9 @@ def _events(path: Path, damaged: list[str]) -> Iterator[dict[str, Any]]:
             continue
         except RecursionError:  # no event nests hundreds of levels deep
             damaged.append(f"{path}:{number}:1: not a JSON event: nested too deeply")
+            continue
+        except ValueError:  # an integer of thousands of digits: Python reads at most 4,300
+            damaged.append(f"{path}:{number}:1: not a JSON event: a number too long to read")
             continue
         if isinstance(event, dict):
             yield event

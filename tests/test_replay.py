@@ -127,17 +127,33 @@ def test_a_damaged_line_is_skipped_and_said_where(
     # as it goes: the other decisions still replay.
     config, events, request_id = recorded
     nested = b"[" * 100_000 + b"]" * 100_000 + b"\n"
-    events.write_bytes(b'{"event": "attempt", "note": "caf\xc3\n' + nested + events.read_bytes() + b'{"event": "succ')
+    huge = b'{"event": "attempt", "junk": ' + b"9" * 5000 + b"}\n"  # more digits than Python reads
+    events.write_bytes(
+        b'{"event": "attempt", "note": "caf\xc3\n' + nested + huge + events.read_bytes() + b'{"event": "succ'
+    )
     code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
     assert code == 0 and "the outcome is the same" in capsys.readouterr().out
     last = len(events.read_bytes().splitlines())
     assert [r.getMessage() for r in caplog.records if r.name == "policyrouter.replay"] == [
         f"{events}:1:34: not UTF-8 text: byte 0xc3 here: skipped",
         f"{events}:2:1: not a JSON event: nested too deeply: skipped",
+        f"{events}:3:1: not a JSON event: a number too long to read: skipped",
         f"{events}:{last}:11: not a JSON event: Unterminated string starting at: skipped",
     ]
     code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", "elsewhere"])
-    assert code == 1 and "3 damaged lines skipped" in capsys.readouterr().err
+    assert code == 1 and "4 damaged lines skipped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("order", [5, [{"a": 1}], "sonnet@work"], ids=["a number", "not names", "a string"])
+def test_a_recorded_order_edited_out_of_shape_is_a_clear_error(
+    recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str], order: object
+) -> None:
+    config, events, request_id = recorded
+    _edit_decision(events, lambda event: event.update(order=order))
+    code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err == f"error: the decision event for `{request_id}`: its `order` is not a list of deployments\n"
 
 
 @pytest.mark.parametrize(
