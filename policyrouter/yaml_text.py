@@ -3,7 +3,6 @@ the registry and the decision tests, whose problems point at the place in the fi
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 from typing import Any
@@ -31,11 +30,45 @@ def load_yaml(text: str) -> Any:
     """
 
     try:
-        with contextlib.suppress(Exception):
-            return quick_load(text)
-        return round_trip_yaml().load(text)
+        try:
+            data = quick_load(text)
+        except Exception:
+            data = round_trip_yaml().load(text)
     except RecursionError:  # ruamel builds nested collections recursively: a few hundred levels at most
         raise _too_deep(text) from None
+    escape = _SURROGATE_ESCAPE.search(text)
+    if escape is not None and _holds_a_surrogate(data):
+        raise _surrogate(text, escape)
+    return data
+
+
+# `"\ud800"`: half of a UTF-16 pair, which YAML decodes to a string no file or terminal can take
+_SURROGATE_ESCAPE = re.compile(r"\\(?:u|U0000)[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _holds_a_surrogate(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if not node.isascii():
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(node, dict):
+            stack += [*node.keys(), *node.values()]
+        elif isinstance(node, list):
+            stack += node
+    return False
+
+
+def _surrogate(text: str, escape: re.Match[str]) -> Exception:
+    from ruamel.yaml.error import MarkedYAMLError, StreamMark
+
+    line, column = line_and_column(text, escape.start(), yaml=True)
+    problem = f"`{escape.group()}` is half of a UTF-16 surrogate pair, not a character: write the character itself"
+    return MarkedYAMLError(problem=problem, problem_mark=StreamMark(None, escape.start(), line - 1, column - 1))
 
 
 def _too_deep(text: str) -> Exception:

@@ -188,6 +188,17 @@ def test_null_tokens_are_no_tokens_as_null_max_tokens_are_none(make_config: Call
     assert problems == [] and outcome.passed, outcome.message
 
 
+def test_half_a_surrogate_pair_is_a_placed_error(tmp_path: Path) -> None:
+    # `"\ud800"` decoded to a string that no output could print: `test` and `check` ended in a
+    # UnicodeEncodeError traceback
+    path = tmp_path / "cases.yaml"
+    path.write_text('- name: "odd \\ud800 name"\n  request: {model: sonnet}\n  expect: {first: work}\n')
+    cases, (problem,) = decision_tests.load_cases(path)
+    assert cases == [] and problem.code == "test-syntax"
+    assert "`\\ud800` is half of a UTF-16 surrogate pair" in problem.message
+    assert problem.span is not None and (problem.span.line, problem.span.column) == (1, 14)
+
+
 def test_an_empty_file_has_no_cases(tmp_path: Path) -> None:
     path = tmp_path / "cases.yaml"
     path.write_text("# nothing yet\n")
