@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
 from text_edits import EDITS, edit
 
 from policyrouter import yaml_text
@@ -72,7 +73,12 @@ def test_quick_read_of_every_yaml_file_is_the_full_loaders(reader: str, name: st
         return  # a deliberately broken file: load_yaml reads it with the full loader
     with contextlib.suppress(Exception):  # one the quick reader rejects is read by the full loader too
         assert shape(yaml_text.quick_load(text)) == expected
-    assert shape(yaml_text.load_yaml(text)) == expected
+    try:
+        loaded = yaml_text.load_yaml(text)
+    except MarkedYAMLError as e:  # the one thing ruamel reads that load_yaml refuses: half a surrogate pair
+        assert "surrogate pair" in str(e)
+        return
+    assert shape(loaded) == expected
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
