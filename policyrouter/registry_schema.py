@@ -261,6 +261,8 @@ def _state_url(url: str) -> str:
             f"expected a state URL such as `sqlite:///.policyrouter/state.db`, `memory://` or "
             f"`redis://127.0.0.1:6379/0`, got {_describe(url)}",
         )
+    if "\0" in url:  # no file or host has one in its name
+        raise _error("registry-value", "the state URL holds a NUL character")
     try:
         parts = urlsplit(url)
         passwords = [parts.password or "", *parse_qs(parts.query).get("password", [])]  # unix://…?password=
@@ -287,6 +289,13 @@ def _env_var_name(value: str) -> str:
             "registry-value",
             "expected the name of an environment variable, in upper case",
             f"did you mean `{value.upper()}`?",
+        )
+    named = value.removeprefix("$").removeprefix("{").removesuffix("}")
+    if value.startswith("$") and _ENV_VAR_NAME.fullmatch(named):  # `$OPENAI_API_KEY`, `${OPENAI_API_KEY}`
+        raise _error(
+            "registry-value",
+            "expected the name of an environment variable, without `$`",
+            f"write `{named}`",
         )
     raise _error(
         "registry-secret",
@@ -462,7 +471,8 @@ class QuotaSpec(_Spec):
     @field_validator("anchor", mode="before")
     @classmethod
     def _anchor_is_a_time(cls, anchor: object) -> object:
-        if isinstance(anchor, (int, float)):  # pydantic would read it as seconds since 1970
+        # pydantic would read a number as seconds since 1970, and so a text of digits (`'1736150400'`)
+        if isinstance(anchor, (int, float)) or (isinstance(anchor, str) and anchor.strip().lstrip("+-").isdigit()):
             raise _error(
                 "registry-type",
                 f"expected a date and time such as `2025-01-06T09:00:00`, got {_describe(anchor)}",

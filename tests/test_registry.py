@@ -421,6 +421,32 @@ def test_a_state_url_that_does_not_parse_is_placed(tmp_path: Path, monkeypatch: 
     assert problem.span is not None and (problem.span.line, problem.span.column) == (2, 10)
 
 
+# (a provider's line, or settings' state, the diagnostic): each was taken as something else
+ODD_VALUES = [
+    # `$NAME` was called a secret in config, masked, with no word of the `$`
+    ("    api_key_env: $OPENAI_API_KEY\n", "registry-value", "without `$`", "write `OPENAI_API_KEY`"),
+    ("    api_key_env: ${OPENAI_API_KEY}\n", "registry-value", "without `$`", "write `OPENAI_API_KEY`"),
+    # a text of digits was read as seconds since 1970, as a number is not
+    ("    quota: {limit: 5M, unit: tokens, window: 5h, anchor: '1736150400'}\n", "registry-type", "a date", None),
+]
+
+
+@pytest.mark.parametrize(("line", "code", "said", "help"), ODD_VALUES, ids=["$NAME", "${NAME}", "digits as a date"])
+def test_odd_values_get_the_diagnostic_that_says_what_to_write(
+    line: str, code: str, said: str, help: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "providers:\n  work:\n    litellm_provider: anthropic\n" + line
+    (problem,) = diagnostics_of(tmp_path, monkeypatch, text).diagnostics
+    assert problem.code == code and said in problem.message
+    assert help is None or problem.help == help
+
+
+def test_a_state_url_with_a_nul_is_refused_where_it_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `check` took it; `status` then raised "embedded null byte"
+    (problem,) = diagnostics_of(tmp_path, monkeypatch, 'settings:\n  state: "sqlite:///a\\0b.db"\n').diagnostics
+    assert (problem.code, problem.message) == ("registry-value", "the state URL holds a NUL character")
+
+
 def test_one_deployment_written_as_a_mapping_gets_the_list_form(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
