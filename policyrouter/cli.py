@@ -444,6 +444,8 @@ def _missed_github(branch: coverage.Branch) -> str:
 def _test_files(paths: list[Path]) -> list[Path] | None:
     """The decision-test files named on the command line, a directory standing for its YAML files;
     None (the problem printed) when one is missing or is a config directory."""
+    from policyrouter.config import yaml_files
+
     files = []
     for path in paths:
         if path.is_file():
@@ -453,9 +455,10 @@ def _test_files(paths: list[Path]) -> list[Path] | None:
             print(f"  help: policyrouter test --config {path}", file=sys.stderr)
             return None
         elif path.is_dir():
-            files += sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
+            files += yaml_files(path)
         else:
-            print(f"error: no such file or directory: {path}", file=sys.stderr)
+            problem = "not a regular file" if path.exists() else "no such file or directory"
+            print(f"error: {problem}: {path}", file=sys.stderr)
             return None
     return files
 

@@ -30,6 +30,14 @@ if TYPE_CHECKING:
 REGISTRY_FILE = "registry.yaml"
 
 
+def yaml_files(directory: Path) -> list[Path]:
+    """The decision-test files of a directory: its `*.yaml` and `*.yml` files (not a folder or a pipe
+    named so, which pytest does not collect either)."""
+    if not directory.is_dir():
+        return []
+    return [p for p in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")) if p.is_file()]
+
+
 @dataclass
 class Config:
     directory: Path
@@ -44,8 +52,7 @@ class Config:
         return [d for d in self.diagnostics if d.severity == "error"]
 
     def test_files(self) -> list[Path]:
-        tests = self.directory / "tests"
-        return sorted(tests.glob("*.yaml")) + sorted(tests.glob("*.yml")) if tests.is_dir() else []
+        return yaml_files(self.directory / "tests")
 
 
 def _config_missing_help(path: Path) -> str:

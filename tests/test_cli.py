@@ -627,3 +627,17 @@ def test_a_config_file_that_is_a_named_pipe_is_an_error_not_a_wait(card: Path, r
     result = run("check", "cfg")
     assert result.code == 1
     assert "cfg/main.policy: error[config-unreadable]: cannot read the file: not a regular file" in result.out
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_decision_test_files_are_regular_files_as_pytest_collects_them(card: Path, run: Callable[..., Run]) -> None:
+    # a folder named `x.yaml` under tests/ failed `test` and `check` with a syntax error, while the
+    # pytest plugin passed over it; a named pipe given by name was "no such file"
+    tests = card / "tests"
+    tests.mkdir(exist_ok=True)
+    (tests / "folder.yaml").mkdir()
+    os.mkfifo(tests / "pipe.yaml")
+    result = run("test", "--config", "cfg")
+    assert result.code == 0, result.err
+    result = run("test", "cfg/tests/pipe.yaml", "--config", "cfg")
+    assert (result.code, result.err) == (2, "error: not a regular file: cfg/tests/pipe.yaml\n")
