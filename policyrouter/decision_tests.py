@@ -127,7 +127,7 @@ def _cases_from_text(text: str, shown: str) -> tuple[list[Case], list[Diagnostic
             help = "a key appears once in a mapping: keep one of them"
             where = Span(source, line, col, line, col + max(1, len(key)))
             return [], [Diagnostic("test-syntax", f"duplicate key `{key}`", where, help=help)]
-        return [], [Diagnostic("test-syntax", f"invalid YAML: {problem_text(e)}", where, help=problem_help(e))]
+        return [], [Diagnostic("test-syntax", f"invalid YAML: {problem_text(e)}", where, help=problem_help(e, text))]
     if data is None:
         return [], []
     if not isinstance(data, list):

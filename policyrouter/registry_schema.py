@@ -890,7 +890,7 @@ def _syntax_error(exc: YAMLError, source: Source) -> Diagnostic:
         width = 1 if isinstance(exc, ReaderError) else _width(source.line_text(line + 1), column, None)
         place = _Place(line, column, width)
     return Diagnostic(
-        "registry-syntax", f"invalid YAML: {problem_text(exc)}", place.span(source), help=problem_help(exc)
+        "registry-syntax", f"invalid YAML: {problem_text(exc)}", place.span(source), help=problem_help(exc, source.text)
     )
 
 

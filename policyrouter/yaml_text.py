@@ -186,12 +186,17 @@ def problem_text(exc: Exception) -> str:
     return str(exc).split("\n", 1)[0] or "not valid YAML"
 
 
-def problem_help(exc: Exception) -> str | None:
-    """A hint for what ruamel says is wrong: where the structure it was reading began, or what to do."""
+def problem_help(exc: Exception, text: str = "") -> str | None:
+    """A hint for what ruamel says is wrong (in `text`): where the structure it was reading began, or
+    what to do."""
     from ruamel.yaml.reader import ReaderError
 
     problem = problem_text(exc)
     if "\\t" in problem or "\t" in problem:
+        at = problem_at(exc, text)
+        lines = text.split("\n")
+        if at is not None and at[0] < len(lines) and lines[at[0]][: at[1]].strip(" -"):  # `-` is indentation
+            return "write a space here: ruamel reads no tab inside a line"
         return "YAML indents with spaces, not tabs"
     context, mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
     if context and mark is not None:

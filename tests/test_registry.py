@@ -339,6 +339,7 @@ BAD_REGISTRIES: list[tuple[str, list[str]]] = [  # case name, the codes it must 
     ("duplicate-key", ["registry-duplicate-key"]),
     ("date-that-is-no-date", ["registry-syntax"]),
     ("surrogate-escape", ["registry-syntax"]),
+    ("tab-inside-a-line", ["registry-syntax"]),
     ("duplicate-budget", ["registry-duplicate-budget"]),
     ("wrong-shapes", ["registry-value", "registry-type", "registry-type", "registry-type", "registry-value"]),
     (
