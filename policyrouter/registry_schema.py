@@ -15,6 +15,7 @@ raised together as one `ConfigError`.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import types
@@ -119,7 +120,9 @@ def _describe(value: object) -> str:
     text = str(value)
     if len(text) > 40:
         text = text[:37] + "..."
-    return f'`"{text}"`' if isinstance(value, str) and _reads_as_non_string(value) else f"`{text}`"
+    if isinstance(value, str) and (_reads_as_non_string(value) or any(c.isspace() and c != " " for c in text)):
+        return "`" + json.dumps(text, ensure_ascii=False) + "`"  # quoted, a line break as `\n`
+    return f"`{text}`"
 
 
 def _reads_as_non_string(text: str) -> bool:
@@ -244,11 +247,12 @@ def _base_url(url: str) -> str:
             "`${NAME}` is read only in `settings.state`; a `base_url` is the URL itself",
             "write the URL, e.g. `http://127.0.0.1:11434`",
         )
-    if not re.match(r"https?://[^\s/]", url):
+    if not re.fullmatch(r"https?://[^\s/]\S*", url):
+        spaced = any(c.isspace() for c in url)
         raise _error(
             "registry-value",
-            f"expected an http:// or https:// URL, got {_describe(url)}",
-            f"e.g. `http://{url}`" if "://" not in url else "e.g. `http://127.0.0.1:11434`",
+            f"expected an http:// or https:// URL{', which has no spaces' if spaced else ''}, got {_describe(url)}",
+            f"e.g. `http://{url}`" if "://" not in url and not spaced else "e.g. `http://127.0.0.1:11434`",
         )
     return url
 
@@ -405,7 +409,9 @@ Weight = Annotated[float, PlainValidator(_weight), WithJsonSchema({"type": "numb
 WindowName = Annotated[Window, PlainValidator(_window), WithJsonSchema(_WINDOW_SCHEMA)]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 TimezoneName = Annotated[str, AfterValidator(_timezone_name)]
-BaseUrl = Annotated[str, AfterValidator(_base_url), WithJsonSchema({"type": "string", "pattern": r"^https?://[^\s/$]"})]
+BaseUrl = Annotated[
+    str, AfterValidator(_base_url), WithJsonSchema({"type": "string", "pattern": r"^(?!.*\$\{)https?://[^\s/]\S*$"})
+]
 StateUrl = Annotated[str, AfterValidator(_state_url)]
 EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
 CapabilityName = Annotated[str, AfterValidator(_capability_name)]

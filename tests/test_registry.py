@@ -429,10 +429,15 @@ ODD_VALUES = [
     ("    api_key_env: ${OPENAI_API_KEY}\n", "registry-value", "without `$`", "write `OPENAI_API_KEY`"),
     # a text of digits was read as seconds since 1970, as a number is not
     ("    quota: {limit: 5M, unit: tokens, window: 5h, anchor: '1736150400'}\n", "registry-type", "a date", None),
+    # a URL with a space was taken; one with a line break was shown with the break in the message
+    ("    base_url: 'http://x y'\n", "registry-value", "which has no spaces", "e.g. `http://127.0.0.1:11434`"),
+    ("    base_url: |\n      http://x\n", "registry-value", 'got `"http://x\\n"`', "e.g. `http://127.0.0.1:11434`"),
 ]
 
 
-@pytest.mark.parametrize(("line", "code", "said", "help"), ODD_VALUES, ids=["$NAME", "${NAME}", "digits as a date"])
+@pytest.mark.parametrize(
+    ("line", "code", "said", "help"), ODD_VALUES, ids=["$NAME", "${NAME}", "digits as a date", "space", "line break"]
+)
 def test_odd_values_get_the_diagnostic_that_says_what_to_write(
     line: str, code: str, said: str, help: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

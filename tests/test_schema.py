@@ -85,6 +85,9 @@ AGREEMENT = [
     ("a provider name with a space", "providers.team a", {"litellm_provider": "openai"}, False),
     ("a base URL without its scheme", "providers.work.base_url", "localhost:11434", False),
     ("a base URL", "providers.work.base_url", "http://127.0.0.1:11434", True),
+    ("a base URL with a space", "providers.work.base_url", "http://x y", False),
+    ("a base URL with a dollar sign", "providers.work.base_url", "http://$x", True),
+    ("a base URL naming a variable", "providers.work.base_url", "http://${PROXY}", False),
 ]
 # fmt: on
 
