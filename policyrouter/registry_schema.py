@@ -397,9 +397,18 @@ def _capability_ref(name: str, info: ValidationInfo) -> str:
 _COUNT_SCHEMA = {
     "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)[kKM]?\s*$"}]
 }
-_LIMIT_SCHEMA = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, _COUNT_SCHEMA["anyOf"][1]]}
+_NOT_ZERO = r"(?=[\d.]*[1-9])"  # a digit other than 0 comes before the unit: `0k` and `0s` are no limit or window
+_LIMIT_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "string", "pattern": rf"^\s*{_NOT_ZERO}(\d+(\.\d+)?|\.\d+)[kKM]?\s*$"},
+    ]
+}
 _WINDOW_SCHEMA = {
-    "anyOf": [{"enum": list(_WINDOW_NAMES)}, {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)(ms|s|m|h|d)\s*$"}]
+    "anyOf": [
+        {"enum": list(_WINDOW_NAMES)},
+        {"type": "string", "pattern": rf"^\s*{_NOT_ZERO}(\d+(\.\d+)?|\.\d+)(ms|s|m|h|d)\s*$"},
+    ]
 }
 
 Count = Annotated[float, PlainValidator(_count), WithJsonSchema(_COUNT_SCHEMA)]
@@ -413,7 +422,9 @@ BaseUrl = Annotated[
     str, AfterValidator(_base_url), WithJsonSchema({"type": "string", "pattern": r"^(?!.*\$\{)https?://[^\s/]\S*$"})
 ]
 StateUrl = Annotated[str, AfterValidator(_state_url)]
-EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
+EnvVarName = Annotated[
+    str, AfterValidator(_env_var_name), WithJsonSchema({"type": "string", "pattern": r"^[A-Z_][A-Z0-9_]*$"})
+]
 CapabilityName = Annotated[str, AfterValidator(_capability_name)]
 CapabilityRef = Annotated[str, AfterValidator(_capability_ref)]
 DeclaredName = Annotated[str, AfterValidator(_declared_name)]

@@ -88,6 +88,10 @@ AGREEMENT = [
     ("a base URL with a space", "providers.work.base_url", "http://x y", False),
     ("a base URL with a dollar sign", "providers.work.base_url", "http://$x", True),
     ("a base URL naming a variable", "providers.work.base_url", "http://${PROXY}", False),
+    ("a quota of nothing", "providers.work.quota.limit", "0k", False),
+    ("a quota of half a thousand", "providers.work.quota.limit", "0.5k", True),
+    ("a window of no time", "providers.work.quota.window", "0s", False),
+    ("a key's variable in lower case", "providers.work.api_key_env", "openai_api_key", False),
 ]
 # fmt: on
 
