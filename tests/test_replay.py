@@ -50,6 +50,17 @@ def _edit_decision(events: Path, change: Callable[[dict[str, Any]], object]) -> 
     events.write_text("\n".join(lines) + "\n")
 
 
+def _replay_refused(recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str], change: Any) -> str:
+    """What `explain --replay` says on stderr after `change` edits the decision event: an `error:`
+    line and exit 1, never a traceback."""
+    config, events, request_id = recorded
+    _edit_decision(events, change)
+    code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    return err
+
+
 def test_the_recorded_decision_replays_the_same_under_the_same_policy(
     recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -110,12 +121,8 @@ def test_replay_needs_a_request_id(recorded: tuple[Path, Path, str], capsys: pyt
 def test_a_recorded_request_edited_out_of_shape_is_a_clear_error(
     recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str], edit: dict[str, object], words: list[str]
 ) -> None:
-    config, events, request_id = recorded
-    _edit_decision(events, lambda event: event["request"].update(edit))
-    code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
-    err = capsys.readouterr().err
-    assert code == 1 and "Traceback" not in err
-    assert err.startswith(f"error: the decision event for `{request_id}`")
+    err = _replay_refused(recorded, capsys, lambda event: event["request"].update(edit))
+    assert err.startswith(f"error: the decision event for `{recorded[2]}`")
     for word in words:
         assert word in err
 
@@ -148,12 +155,8 @@ def test_a_damaged_line_is_skipped_and_said_where(
 def test_a_recorded_order_edited_out_of_shape_is_a_clear_error(
     recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str], order: object
 ) -> None:
-    config, events, request_id = recorded
-    _edit_decision(events, lambda event: event.update(order=order))
-    code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
-    err = capsys.readouterr().err
-    assert code == 1 and "Traceback" not in err
-    assert err == f"error: the decision event for `{request_id}`: its `order` is not a list of deployments\n"
+    err = _replay_refused(recorded, capsys, lambda event: event.update(order=order))
+    assert err == f"error: the decision event for `{recorded[2]}`: its `order` is not a list of deployments\n"
 
 
 @pytest.mark.parametrize(
@@ -171,11 +174,7 @@ def test_recorded_facts_edited_out_of_shape_are_a_clear_error(
     recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str], facts: dict[str, object], words: list[str]
 ) -> None:
     # `{"quota": 0.1, "quota.work": 0.2}` raised TypeError from inside nest_facts
-    config, events, request_id = recorded
-    _edit_decision(events, lambda event: event.update(facts=facts))
-    code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
-    err = capsys.readouterr().err
-    assert code == 1 and "Traceback" not in err
+    err = _replay_refused(recorded, capsys, lambda event: event.update(facts=facts))
     for word in words:
         assert word in err
 
