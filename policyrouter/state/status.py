@@ -153,7 +153,7 @@ def _row(u: Usage, now: datetime) -> tuple[str, ...]:
     if u.resets_at is None:
         resets = "with the run"
     else:
-        left = (u.resets_at - now).total_seconds()
+        left = u.resets_at.timestamp() - now.timestamp()  # not `resets_at - now`: wall time within one zone
         resets = f"{_when(u.resets_at)} (in {_span(left)})"
     limit = _amount(u, u.limit) if u.limit is not None else "-"
     kind = u.kind if u.hard or u.limit is None else f"{u.kind} (soft)"

@@ -34,12 +34,18 @@ class WindowSpan:
     length: float = field(init=False, repr=False, compare=False)  # seconds from start to end (0 for a run)
 
     def __post_init__(self) -> None:
-        bounded = self.start is not None and self.end is not None
-        object.__setattr__(self, "end_ts", self.end.timestamp() if bounded else 0.0)  # type: ignore[union-attr]
-        object.__setattr__(self, "length", (self.end - self.start).total_seconds() if bounded else 0.0)  # type: ignore[operator]
+        # In UTC: two datetimes of one zone subtract as wall times, and a window across a DST change
+        # would be an hour off (a 30m window ending at 02:00 CET after starting at 02:30 CEST)
+        if self.start is None or self.end is None:
+            object.__setattr__(self, "end_ts", 0.0)
+            object.__setattr__(self, "length", 0.0)
+            return
+        object.__setattr__(self, "end_ts", self.end.timestamp())
+        length = self.end.astimezone(timezone.utc) - self.start.astimezone(timezone.utc)  # exact, unlike timestamps
+        object.__setattr__(self, "length", length.total_seconds())
 
     def seconds_left(self, at: datetime) -> float | None:
-        return None if self.end is None else max(0.0, (self.end - at).total_seconds())
+        return None if self.end is None else max(0.0, self.end_ts - at.timestamp())
 
 
 def current_span(window: Window, at: datetime, tz: tzinfo, run_id: str) -> WindowSpan:
@@ -60,15 +66,17 @@ def current_span(window: Window, at: datetime, tz: tzinfo, run_id: str) -> Windo
 def fixed_bounds(seconds: float, anchor: datetime | None, at: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
     """[start, end) of the fixed-length window containing `at`, counted from `anchor`.
 
-    A naive anchor is read in `tz`. Arithmetic is on exact timedeltas (microseconds), so windows never
-    drift; instants before the anchor fall in windows counted backwards from it.
+    A naive anchor is read in `tz`. Arithmetic is on exact timedeltas (microseconds) in UTC, so windows
+    never drift, and a `1h` window is 3600 s across a DST change too (in a zone's own time, datetimes
+    add and subtract as wall times); instants before the anchor fall in windows counted backwards.
     """
     if seconds <= 0:
         raise ValueError(f"a window length must be positive, got {seconds}")
     origin = EPOCH if anchor is None else (anchor if anchor.tzinfo else anchor.replace(tzinfo=tz))
+    origin = origin.astimezone(timezone.utc)
     length = timedelta(seconds=seconds)
-    n = (at - origin) // length
-    start = (origin + n * length).astimezone(timezone.utc)
+    n = (at.astimezone(timezone.utc) - origin) // length
+    start = origin + n * length
     return start, start + length
 
 

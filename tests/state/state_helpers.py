@@ -70,6 +70,7 @@ def make_registry(
     work_quota: float = 10_000,
     work_quota_unit: str = "tokens",
     work_quota_hard: bool = True,
+    work_quota_window: Window | None = None,
     work_rpm: float | None = None,
     work_tpm: float | None = None,
     openai_usd: float = 10.0,
@@ -84,7 +85,9 @@ def make_registry(
         "work": Provider(
             "work",
             "anthropic",
-            quota=Quota(work_quota, work_quota_unit, Window("5h", seconds=5 * 3600), work_quota_hard),  # type: ignore[arg-type]
+            quota=Quota(
+                work_quota, work_quota_unit, work_quota_window or Window("5h", seconds=5 * 3600), work_quota_hard
+            ),  # type: ignore[arg-type]
             rpm=work_rpm,
             tpm=work_tpm,
         ),

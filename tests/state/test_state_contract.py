@@ -139,6 +139,29 @@ def test_soft_limits_warn_and_never_refuse(store_factory: StoreFactory, clock: F
     assert ("budget", "month") in {(u.kind, u.name) for u in r2.warnings}
 
 
+@pytest.mark.parametrize("anchor", [None, datetime(2024, 1, 1, 9)], ids=["no anchor", "an anchor in local time"])
+def test_a_hard_quota_holds_across_the_autumn_clock_change(
+    store_factory: StoreFactory, clock: FakeClock, anchor: datetime | None
+) -> None:
+    # In Berlin's own time the 30m window at 02:30 CEST ran to 02:00 CET, -30 min long: its counter
+    # expired a second after each write, and the quota let a second 9k through. With a naive anchor,
+    # windows were an hour off in summer and expired at once the same way.
+    window = Window("30m", seconds=1800, anchor=anchor)
+    registry = make_registry(work_quota=10_000, work_quota_window=window)
+    work = deployment(registry, "sonnet@work")
+    for moment in (
+        datetime(2024, 10, 27, 0, 35, tzinfo=timezone.utc),
+        datetime(2024, 7, 1, 10, 5, tzinfo=timezone.utc),
+    ):
+        clock.set(moment)
+        store = store_factory(registry, clock=clock)
+        store.settle(store.reserve(work, tokens=9000, cost=0), input_tokens=9000, output_tokens=0, cost=0)
+        clock.advance(2)
+        with pytest.raises(QuotaExhaustedError):
+            store.reserve(work, tokens=9000, cost=0)
+        store.reset(everything=True)
+
+
 def test_a_free_call_over_a_hard_budget_is_no_soft_warning(store_factory: StoreFactory, clock: FakeClock) -> None:
     # A free call passes a hard budget that earlier calls took over its limit; it was reported as a
     # soft budget going over (a `budget_warning` with `hard: false`) for a budget declared hard.

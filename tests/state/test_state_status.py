@@ -17,8 +17,8 @@ KIND           NAME           WINDOW  USED         RESERVED   LIMIT       LEFT  
 quota          work           5h      2.5k tokens  1k tokens  10k tokens  65%     2024-03-15 13:00:00 CET (in 2h)
 quota          personal       5h      0 tokens     -          2M tokens   100%    2024-03-15 13:00:00 CET (in 2h)
 budget         run            run     $0.42        $0.10      $5.00       89.6%   with the run
-budget (soft)  month          month   $0.42        $0.10      $200.00     99.74%  2024-04-01 00:00:00 CEST (in 16d 13h)
-budget         openai         month   $0.00        -          $10.00      100%    2024-04-01 00:00:00 CEST (in 16d 13h)
+budget (soft)  month          month   $0.42        $0.10      $200.00     99.74%  2024-04-01 00:00:00 CEST (in 16d 12h)
+budget         openai         month   $0.00        -          $10.00      100%    2024-04-01 00:00:00 CEST (in 16d 12h)
 rpm            work           1m      1            1          50          96%     2024-03-15 11:01:00 CET (in 1m)
 rpm            gpt-4o@openai  1m      1            -          60          98.33%  2024-03-15 11:01:00 CET (in 1m)
 

@@ -77,6 +77,10 @@ FIXED_CASES = [
     (5 * 3600, datetime(2024, 3, 15, 9), utc(2024, 3, 15, 12, 59), utc(2024, 3, 15, 8)),
     # fixed windows ignore DST: the 1h window at the March change is 3600 s
     (3600, None, utc(2024, 3, 31, 1, 30), utc(2024, 3, 31, 1)),
+    # a naive anchor in winter counts in real time into summer: 09:00 CET is 08:00 UTC, so 30m
+    # windows start at :00 and :30 UTC (12:00 CEST), not an hour away from the instant
+    (1800, datetime(2024, 1, 1, 9), utc(2024, 7, 1, 10, 5), utc(2024, 7, 1, 10)),
+    (5 * 3600, datetime(2024, 1, 1, 9), utc(2024, 7, 1, 14, 30), utc(2024, 7, 1, 10)),  # 874 × 5h on
 ]
 
 
@@ -151,6 +155,26 @@ def test_fixed_window_properties(at: datetime, seconds: int, anchor: datetime | 
     assert fixed_bounds(seconds, anchor, end, BERLIN)[0] == end
     origin = anchor or datetime(1970, 1, 1, tzinfo=UTC)
     assert (start - origin) % timedelta(seconds=seconds) == timedelta(0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    at=instants,
+    seconds=st.sampled_from([1800, 3600, 5 * 3600, 86400, 2 * 86400]),
+    anchor=st.one_of(st.none(), instants.map(lambda t: t.astimezone(BERLIN).replace(tzinfo=None))),
+)
+def test_a_fixed_window_is_its_length_whatever_zone_its_instant_or_anchor_is_in(
+    at: datetime, seconds: int, anchor: datetime | None
+) -> None:
+    # Read in Berlin's own time, a 30m window at the October change ran 02:30 CEST to 02:00 CET:
+    # `length` -1800 s, so its counters expired after 1 s; and a naive anchor moved summer's windows
+    # an hour, so the store (UTC instants) and `status` (local ones) read different counters.
+    window = Window(f"{seconds}s", seconds=float(seconds), anchor=anchor)
+    span = current_span(window, at, BERLIN, "r")
+    assert span.key == current_span(window, at.astimezone(BERLIN), BERLIN, "r").key
+    assert span.start is not None and span.end is not None and span.start <= at < span.end
+    assert span.length == seconds
+    assert span.seconds_left(at.astimezone(BERLIN)) == pytest.approx(span.end_ts - at.timestamp())
 
 
 # DST changes at midnight, where a naive "local midnight" is missing or repeated (UTC instants)
