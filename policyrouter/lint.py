@@ -40,17 +40,18 @@ _ALLOW = re.compile(rf"policyrouter:\s*allow\s+({_CODE}(?:\s*,\s*{_CODE})*)")  #
 def lint(program: Program, files: Sequence[ast.PolicyFile], *, deep: bool = True) -> list[Diagnostic]:
     registry = program.registry
     routes = [s for f in files for s in f.statements if isinstance(s, ast.Route)]
-    lets: dict[str, ast.Expr] = {}  # each name's first `let`, for the conditions that name it
-    for f in files:
+    found = list(_fallbacks(registry, routes))
+    for f in files:  # a `let` belongs to its file: another file may give its name another condition
+        lets: dict[str, ast.Expr] = {}
         for s in f.statements:
             if isinstance(s, ast.Let):
                 lets.setdefault(s.name.name, s.value)
-    found = list(_fallbacks(registry, routes))
-    found += _contradictions(routes, lets)
+        own = [s for s in f.statements if isinstance(s, ast.Route)]
+        found += _contradictions(own, lets)
+        if deep:
+            found += _holes(program, own, lets)
     if files:
         found += _unused(registry, routes)
-    if deep:
-        found += _holes(program, routes, lets)
     return found
 
 
@@ -93,7 +94,9 @@ def _fallbacks(registry: Registry, routes: Sequence[ast.Route]) -> Iterator[Diag
                 if model is None:
                     continue
                 lacking = sorted(requires - model.capabilities)
-                if lacking:
+                onward = _reached_from(ident.name, routes)  # its route's `use` or fallbacks may serve
+                serving = (registry.models[m] for m in onward if m in registry.models)
+                if lacking and not any(requires <= m.capabilities for m in serving):
                     yield Diagnostic(
                         "fallback-lacks-capability",
                         f"`{ident.name}` lacks {_listing(lacking)}, which this route requires: it can never serve",
@@ -230,6 +233,22 @@ def _walk_names(route: ast.Route) -> Iterator[str]:
         yield from (a.model.name for a in actions if isinstance(a, ast.Use))
 
 
+def _reached_from(model: str, routes: Sequence[ast.Route]) -> set[str]:
+    """The registry models a request for `model` can go on to through the `use`s and fallbacks of the
+    routes that serve it, and of theirs in turn."""
+    reached: set[str] = set()
+    pending = [model]
+    while pending:
+        name = pending.pop()
+        for route in routes:
+            if route.target.name == name or _glob_match(route.target.name, name):
+                for onward in _walk_names(route):
+                    if onward not in reached and onward != model:
+                        reached.add(onward)
+                        pending.append(onward)
+    return reached
+
+
 def _glob_match(pattern: str, name: str) -> bool:
     import fnmatch
 
@@ -324,9 +343,10 @@ def _fact_dimensions(registry: Registry, plan: ModelPlan, conditions: Sequence[a
         if provider is not None and provider.quota is None:
             dims[key] = [1.0]  # a provider without a quota has all of it, always
             continue
-        step = {"share": 0.01, "money": 0.01, "duration": 0.001}.get(kind, 1.0)
+        base = {"share": 0.01, "money": 0.01, "duration": 0.001}.get(kind, 1.0)
         values = {lo} | ({hi} if hi != math.inf else set())
         for c in literals:
+            step = min(base, c / 2) if c > 0 else base  # below `< 1%` is 0.5%, not 0%
             values |= {v for v in (c - step, c, c + step) if lo <= v <= hi}
         if key in ("hour", "weekday"):  # whole numbers: `hour > 3.5` is decided between 3 and 4
             values = {n for v in values for n in (math.floor(v), math.ceil(v)) if lo <= n <= hi}
@@ -339,12 +359,11 @@ def _fact_dimensions(registry: Registry, plan: ModelPlan, conditions: Sequence[a
 def _compared_facts(conditions: Sequence[ast.Expr]) -> Iterator[tuple[str, str, list[float]]]:
     found: dict[str, tuple[str, list[float]]] = {}
     for expr in conditions:
-        for cmp in _comparisons(expr):
-            for fact, literal in ((cmp.left, cmp.right), (cmp.right, cmp.left)):
-                key_kind = _fact_key(fact)
-                if key_kind is not None and isinstance(literal, ast.Literal) and isinstance(literal.value, float):
-                    key, kind = key_kind
-                    found.setdefault(key, (kind, []))[1].append(literal.value)
+        for fact, literal in _compared(expr):
+            key_kind = _fact_key(fact)
+            if key_kind is not None and isinstance(literal, ast.Literal) and isinstance(literal.value, float):
+                key, kind = key_kind
+                found.setdefault(key, (kind, []))[1].append(literal.value)
     for key, (kind, literals) in found.items():
         yield key, kind, literals
 
@@ -379,14 +398,20 @@ def _conditions(node: ast.Route, lets: Mapping[str, ast.Expr]) -> Iterator[ast.E
                 stack.append(e.operand)
 
 
-def _comparisons(expr: ast.Expr) -> Iterator[ast.Compare]:
+def _compared(expr: ast.Expr) -> Iterator[tuple[ast.Expr, ast.Expr]]:
+    """Each pair of operands an expression compares, both ways round: `a > b` gives (a, b) and (b, a);
+    `a in (b, c)` gives (a, b) and (a, c)."""
     if isinstance(expr, ast.Compare):
-        yield expr
+        yield expr.left, expr.right
+        yield expr.right, expr.left
+    elif isinstance(expr, ast.In):
+        for option in expr.options:
+            yield expr.left, option
     elif isinstance(expr, (ast.And, ast.Or)):
         for op in expr.operands:
-            yield from _comparisons(op)
+            yield from _compared(op)
     elif isinstance(expr, ast.Not):
-        yield from _comparisons(expr.operand)
+        yield from _compared(expr.operand)
 
 
 def _tags(conditions: Sequence[ast.Expr]) -> set[str]:
@@ -407,11 +432,10 @@ def _tags(conditions: Sequence[ast.Expr]) -> set[str]:
 def _literals(conditions: Sequence[ast.Expr], name: str) -> set[float]:
     out: set[float] = set()
     for expr in conditions:
-        for cmp in _comparisons(expr):
-            for fact, literal in ((cmp.left, cmp.right), (cmp.right, cmp.left)):
-                if isinstance(fact, ast.Name) and fact.name == name and isinstance(literal, ast.Literal):
-                    value = float(literal.value)
-                    out |= {max(0.0, value - 1), value, value + 1}
+        for fact, literal in _compared(expr):
+            if isinstance(fact, ast.Name) and fact.name == name and isinstance(literal, ast.Literal):
+                value = float(literal.value)
+                out |= {max(0.0, value - 1), value, value + 1}
     return out
 
 
@@ -445,6 +469,8 @@ def _facts_text(facts: dict[str, Any]) -> str:
 
 def _fact_value(head: str, value: float) -> str:
     kind = {"quota": "share", "budget": "share", "spend": "money", "cooldown": "duration", "latency": "duration"}
+    if kind.get(head) == "duration" and not float(value).is_integer():  # just past `> 30s`: 30001ms, not 30s
+        return f"{round(value * 1000)}ms"
     return format_quantity(kind.get(head, "count"), value)
 
 

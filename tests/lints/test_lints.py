@@ -237,3 +237,43 @@ def test_a_when_that_repeats_an_earlier_condition_never_fires(tmp_path: Path, mo
     (found,) = [d for d in load_config(Path("again"), deep=False).diagnostics if d.code == "unreachable-clause"]
     assert found.span is not None and found.span.line == 3
     assert found.help == "the clause at again/policy.policy:2:5 tests the same condition and decides first"
+
+
+# (policy, what the hole's help names): the search tried only the literals of comparisons, so `in`
+# lists were never tried (a weekday hole was found or not by the day `check` ran on); it stepped 1%
+# below a share, past `< 1%` to 0%; and it printed 30.001 s as `30s`, which does not reach `> 30s`
+HOLES = [
+    ("route sonnet when weekday in (6, 7) only personal", "weekday: 6"),
+    ("route sonnet when tokens in (8k, 16k) use local-coder", "tokens: 8000"),
+    ("route sonnet when quota(work) < 1% only personal", "quota: {work: 0.5%}"),
+    ("route sonnet when latency(work) > 30s only personal", "latency: {work: 30001ms}"),
+]
+
+
+@pytest.mark.parametrize(("policy", "named"), HOLES, ids=["weekday in", "tokens in", "under 1%", "just past 30s"])
+def test_the_hole_search_finds_holes_the_help_reproduces(
+    policy: str, named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _config(tmp_path, "hole", {}, policy + "\n", None)
+    (found,) = [d for d in load_config(Path("hole"), deep=True).diagnostics if d.code == "no-eligible-deployment"]
+    assert found.help is not None and named in found.help
+
+
+def test_a_let_is_read_as_its_own_file_defines_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the lints read every file's `night` as the first file's: the hole behind b.policy's was missed
+    monkeypatch.chdir(tmp_path)
+    directory = _config(tmp_path, "lets", {}, "let night = quota(work) < 20%\nroute gpt-4o prefer openai\n", None)
+    (directory / "b.policy").write_text("let night = hour >= 22\nroute sonnet when night only personal\n")
+    holes = [d for d in load_config(Path("lets"), deep=True).diagnostics if d.code == "no-eligible-deployment"]
+    assert [d.span.path for d in holes if d.span is not None] == ["lets/b.policy"]
+    assert holes[0].help is not None and "hour: 22" in holes[0].help
+
+
+def test_a_fallback_that_goes_on_to_a_capable_model_can_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `local-coder` lacks vision, but its route sends the request on to gpt-4o, which has it
+    monkeypatch.chdir(tmp_path)
+    policy = "route sonnet requires vision fallback local-coder\nroute local-coder use gpt-4o\n"
+    _config(tmp_path, "onward", {}, policy, None)
+    codes = [d.code for d in load_config(Path("onward"), deep=False).diagnostics]
+    assert "fallback-lacks-capability" not in codes
