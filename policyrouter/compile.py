@@ -564,6 +564,9 @@ class _Compiler:
         depth = max(left.depth, *(o.depth for o in options)) + 1
         if all(o.const is not MISSING for o in options):
             values = frozenset(o.const for o in options)
+            if left.const is not MISSING:  # literals alone (`3 in (1, 2)`): known now, as `1 > 2` is
+                value = left.const in values
+                return _Lowered(lambda ctx: value, "bool", facts, value, depth=depth)
             return _Lowered(lambda ctx: lf(ctx) in values, "bool", facts, depth=depth)
         fns = tuple(o.fn for o in options)
         return _Lowered(lambda ctx: lf(ctx) in {f(ctx) for f in fns}, "bool", facts, depth=depth)
