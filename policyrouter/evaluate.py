@@ -68,10 +68,10 @@ def decide(program: Program, request: Request, facts: FactSource) -> Decision:
     walk.visit(request.model, request.requires, "request")
     excluded = walk.excluded
     if walk.revisited and excluded:  # a model routed twice: say why each deployment left out is left out, once
-        placed, excluded = walk.placed, []
+        said, excluded = set(walk.placed), []
         for e in walk.excluded:
-            if e.deployment.key not in placed:
-                placed = placed | {e.deployment.key}
+            if e.deployment.key not in said:
+                said.add(e.deployment.key)
                 excluded.append(e)
     decision = Decision(request, tuple(walk.order), tuple(excluded), tuple(walk.steps), ctx.read)
     if walk.denied is not None:

@@ -476,3 +476,8 @@ def test_a_glued_keyword_in_a_long_file_is_found_at_its_line(monkeypatch: pytest
         parse_policy("route a prefer w\nroute b prefer w\nroutec prefer w\n", "p.policy")
     (diagnostic,) = info.value.diagnostics
     assert diagnostic.span is not None and (diagnostic.span.line, diagnostic.span.column) == (3, 1)
+
+
+def test_every_keyword_of_the_grammar_must_end_its_word() -> None:
+    words = {t.name for t in parse_module._parser().terminals if t.pattern.type == "str" and t.pattern.value.isalpha()}
+    assert words and words <= set(parse_module._KEYWORDS)
