@@ -220,6 +220,14 @@ def _expect_problems(expect: Mapping[str, Any], source: Source) -> Iterator[Diag
     if expect.get("order") is not None and not isinstance(expect["order"], list):
         where = _value_span(source, expect, "order")
         yield Diagnostic("test-invalid", "`order` is a list, such as `[work, personal]`", where)
+    elif expect.get("order") == []:
+        where = _value_span(source, expect, "order")
+        yield Diagnostic(
+            "test-invalid",
+            "an empty `order` never comes: a decision that leaves nothing is a refusal",
+            where,
+            help="expect the refusal: `error: no_route` (or the code it has)",
+        )
     for key, one in (("first", "one deployment, such as `work` or `gpt-4o@openai`"), ("error", "one refusal code")):
         if isinstance(expect.get(key), (Mapping, list)):
             yield Diagnostic("test-invalid", f"`{key}` takes {one}", _value_span(source, expect, key))

@@ -165,13 +165,14 @@ NULLS_AND_FRACTIONS = [
     ("request: {model: sonnet}\n  expect: {error: ~}", "`error` needs a value"),
     ("request: {model: sonnet}\n  expect: {first: ~}", "`first` needs a value"),
     ("request: {model: sonnet}\n  expect: {order: ~}", "`order` needs a value"),
+    ("request: {model: sonnet}\n  expect: {order: []}", "an empty `order` never comes"),
 ]
 
 
 @pytest.mark.parametrize(
     ("case", "problem"),
     NULLS_AND_FRACTIONS,
-    ids=["null model", "number model", "1.5 tokens", "error", "first", "order"],
+    ids=["null model", "number model", "1.5 tokens", "error", "first", "order", "empty order"],
 )
 def test_a_value_that_is_no_value_is_an_invalid_case(tmp_path: Path, case: str, problem: str) -> None:
     path = tmp_path / "cases.yaml"
