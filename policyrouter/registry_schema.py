@@ -113,6 +113,8 @@ def _describe(value: object) -> str:
         return "a list" if value else "an empty list"
     if value == "":
         return "an empty string"
+    if (tag := _tag_of(value)) is not None:
+        return f"`{tag} {getattr(value, 'value', '')}`, a tagged value"
     if isinstance(value, float) and not math.isfinite(value):
         return f"`{value}`, which is not a finite number"
     if isinstance(value, int) and finite_number(value) is None:  # more digits than a float holds
@@ -818,7 +820,16 @@ def _not_one_of(loc: Loc, value: object) -> _Issue:
     )
 
 
+def _tag_of(value: object) -> str | None:
+    """The tag a scalar was written with (`!!str anthropic`), which ruamel keeps; None for plain ones."""
+    tag = getattr(getattr(value, "tag", None), "value", None)
+    return tag.replace("tag:yaml.org,2002:", "!!") if isinstance(tag, str) and hasattr(value, "value") else None
+
+
 def _quote_help(value: object) -> str | None:
+    tag = _tag_of(value)
+    if tag is not None:
+        return f"write it without the tag `{tag}`, in quotes if need be"
     scalar = value is not None and not isinstance(value, (dict, list))
     return "put it in quotes to make it a string" if scalar else None
 

@@ -340,6 +340,7 @@ BAD_REGISTRIES: list[tuple[str, list[str]]] = [  # case name, the codes it must 
     ("date-that-is-no-date", ["registry-syntax"]),
     ("surrogate-escape", ["registry-syntax"]),
     ("tab-inside-a-line", ["registry-syntax"]),
+    ("tagged-value", ["registry-type"]),
     ("duplicate-budget", ["registry-duplicate-budget"]),
     ("wrong-shapes", ["registry-value", "registry-type", "registry-type", "registry-type", "registry-value"]),
     (
