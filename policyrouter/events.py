@@ -14,6 +14,7 @@ See docs/executor.md for the schema of each kind.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -226,6 +227,10 @@ def _sinks(spec: SinkSpec) -> Iterable[Sink]:
             raise ValueError(f"an events file is the path of a file, not a directory; got {str(spec)!r}")
         yield FileSink(spec)
     elif hasattr(spec, "write"):
+        if isinstance(spec, (io.RawIOBase, io.BufferedIOBase)) or "b" in str(getattr(spec, "mode", "")):
+            raise TypeError("an event stream takes text: open it without `b`, such as open(path, 'a')")
+        if getattr(spec, "closed", False):
+            raise ValueError("the event stream is closed")
         yield StreamSink(spec)  # type: ignore[arg-type]
     elif callable(spec):
         yield spec

@@ -111,8 +111,10 @@ class Fact:
     def parse(self, value: object) -> Any:
         """A dry-run value of this fact's type (`15%`, `$4`, `8k`, `800ms`, true), or QuantityError."""
         if self.type == "bool":
+            if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # as `--fact` gives it
+                return value.strip().lower() == "true"
             if not isinstance(value, bool):
-                raise QuantityError(f"expected true or false, got `{value}`")
+                raise QuantityError(f"expected true or false, got `{value!r}`")
             return value
         if self.type == "string":
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):  # None is no "None"

@@ -135,6 +135,9 @@ def assert_routes(
         raise TypeError("assert_routes takes exactly one of `order`, `first`, `error`")
     if isinstance(order, str):
         raise TypeError("`order` is a list of deployments; for just the head, use `first=`")
+    for name, value in (("first", first), ("error", error)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"`{name}` is one name, such as `work`; got {type(value).__name__}")
     if error is not None and error not in REFUSAL_CODES:
         raise ValueError(f"unknown refusal code `{error}`: {unknown_refusal(error)}")
     expect: dict[str, Any] = {"order": list(order)} if order is not None else {given[0]: first or error}

@@ -58,6 +58,10 @@ class Router:
         if config.program is None or config.registry is None:
             raise ConfigError(config.errors or config.diagnostics)
         _check_options(state, clock, staleness, executor)
+        if run_id is not None:  # `5` failed on the first call, and `""` meant the default run
+            from policyrouter.state.store import check_run_id
+
+            check_run_id(run_id, "`run_id`: ")
         self.config = config
         self.program: Program = config.program
         self.registry: Registry = config.registry

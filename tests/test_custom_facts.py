@@ -69,6 +69,15 @@ def test_dry_run_values_are_parsed_by_type(tmp_path: Path) -> None:
         router.decide("sonnet", facts={"queue_depth": "lots"})
 
 
+def test_a_bool_fact_takes_true_and_false_written_as_text(tmp_path: Path) -> None:
+    # "true" was refused with "expected true or false, got `true`"
+    router = _router(
+        tmp_path, "route sonnet when on_call prefer personal\n", {"on_call": Fact("bool", lambda _: False)}
+    )
+    assert router.decide("sonnet", facts={"on_call": "true"}).order[0].provider == "personal"
+    assert router.decide("sonnet", facts={"on_call": "False"}).order[0].provider == "work"
+
+
 def test_an_unknown_type_is_refused_at_once() -> None:
     with pytest.raises(ValueError, match="a fact's type is one of"):
         Fact("percent", lambda _: 0)

@@ -876,8 +876,20 @@ def test_a_token_count_out_of_range_is_a_value_error(
         ({"clock": 5}, TypeError, "`clock` is a function that returns the time; got int"),
         ({"clock": lambda: 5}, TypeError, "`clock` returns an aware datetime"),
         ({"clock": lambda: datetime(2026, 3, 16, 9)}, TypeError, "it gave datetime.datetime(2026, 3, 16, 9, 0)"),
+        ({"run_id": 5}, TypeError, "a run id is a string"),
+        ({"run_id": ""}, ValueError, "`run_id`: run id `` must be 1-128 letters"),
     ],
-    ids=["state", "executor", "negative staleness", "nan staleness", "clock", "clock value", "naive clock"],
+    ids=[
+        "state",
+        "executor",
+        "negative staleness",
+        "nan staleness",
+        "clock",
+        "clock value",
+        "naive clock",
+        "run id",
+        "empty run id",
+    ],
 )
 def test_options_of_load_are_checked_where_they_are_given(
     tmp_path: Path, write_config: Callable[..., Path], option: dict[str, Any], error: type[Exception], message: str

@@ -267,6 +267,11 @@ def test_assert_routes_checks_its_arguments(sample: Path) -> None:
                     assert_routes(policy_router, "sonnet", "work")
 
 
+            def test_a_list_as_first(policy_router):  # was "expected first sonnet@['work']"
+                with pytest.raises(TypeError, match="`first` is one name"):
+                    assert_routes(policy_router, "sonnet", first=["work"])
+
+
             def test_an_unknown_refusal_code(policy_router):
                 with pytest.raises(ValueError, match="did you mean `no_route`"):
                     assert_routes(policy_router, "sonnet", error="no-route")
@@ -280,7 +285,7 @@ def test_assert_routes_checks_its_arguments(sample: Path) -> None:
     )
     result = run_pytest(sample, "tests/test_args.py")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed" in result.stdout
+    assert "6 passed" in result.stdout
 
 
 # -- where the fixture's config comes from ------------------------------------------------------

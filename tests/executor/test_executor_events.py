@@ -112,6 +112,16 @@ def test_a_sink_that_cannot_take_events_is_refused_when_the_router_is_made(
         Events(sink)  # type: ignore[arg-type]
 
 
+def test_a_stream_that_cannot_take_text_is_refused_when_the_router_is_made(tmp_path: Path) -> None:
+    # each was taken, and every event then failed to write, said only on stderr
+    with open(tmp_path / "events.bin", "wb") as binary, pytest.raises(TypeError, match="takes text"):
+        Events(binary)
+    closed = open(tmp_path / "events.jsonl", "a")  # noqa: SIM115 - closed on the next line, on purpose
+    closed.close()
+    with pytest.raises(ValueError, match="closed"):
+        Events(closed)
+
+
 def test_include_content_is_a_bool() -> None:
     with pytest.raises(TypeError, match="`include_content` is True or False"):
         Events(include_content="false")  # type: ignore[arg-type]  # was truthy: every prompt logged
