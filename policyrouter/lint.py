@@ -83,6 +83,7 @@ def suppress(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
 
 
 def _fallbacks(registry: Registry, routes: Sequence[ast.Route]) -> Iterator[Diagnostic]:
+    onward = _Onward(routes)
     for route in routes:
         requires = {c.name for clause in route.clauses if isinstance(clause, ast.Requires) for c in clause.capabilities}
         own = registry.models.get(route.target.name)
@@ -94,9 +95,9 @@ def _fallbacks(registry: Registry, routes: Sequence[ast.Route]) -> Iterator[Diag
                 if model is None:
                     continue
                 lacking = sorted(requires - model.capabilities)
-                onward = _reached_from(ident.name, routes)  # its route's `use` or fallbacks may serve
-                serving = (registry.models[m] for m in onward if m in registry.models)
-                if lacking and not any(requires <= m.capabilities for m in serving):
+                if lacking and not any(  # where it goes on to (its route's `use`s, fallbacks) may serve
+                    requires <= registry.models[m].capabilities for m in onward(ident.name) if m in registry.models
+                ):
                     yield Diagnostic(
                         "fallback-lacks-capability",
                         f"`{ident.name}` lacks {_listing(lacking)}, which this route requires: it can never serve",
@@ -233,20 +234,33 @@ def _walk_names(route: ast.Route) -> Iterator[str]:
         yield from (a.model.name for a in actions if isinstance(a, ast.Use))
 
 
-def _reached_from(model: str, routes: Sequence[ast.Route]) -> set[str]:
-    """The registry models a request for `model` can go on to through the `use`s and fallbacks of the
-    routes that serve it, and of theirs in turn."""
-    reached: set[str] = set()
-    pending = [model]
-    while pending:
-        name = pending.pop()
+class _Onward:
+    """The models a request for a model can go on to through the `use`s and fallbacks of the routes
+    that serve it, and of theirs in turn: worked out for a model when first asked, from routes indexed
+    by name once (asking each route of a large policy about each fallback was quadratic)."""
+
+    def __init__(self, routes: Sequence[ast.Route]) -> None:
+        self.named: dict[str, list[ast.Route]] = {}
+        self.globs = [r for r in routes if r.is_glob]
         for route in routes:
-            if route.target.name == name or _glob_match(route.target.name, name):
+            if not route.is_glob:
+                self.named.setdefault(route.target.name, []).append(route)
+        self.reached: dict[str, set[str]] = {}
+
+    def __call__(self, model: str) -> set[str]:
+        reached = self.reached.get(model)
+        if reached is not None:
+            return reached
+        reached = self.reached[model] = set()
+        pending = [model]
+        while pending:
+            name = pending.pop()
+            for route in [*self.named.get(name, ()), *(r for r in self.globs if _glob_match(r.target.name, name))]:
                 for onward in _walk_names(route):
                     if onward not in reached and onward != model:
                         reached.add(onward)
                         pending.append(onward)
-    return reached
+        return reached
 
 
 def _glob_match(pattern: str, name: str) -> bool:

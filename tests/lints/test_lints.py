@@ -270,10 +270,21 @@ def test_a_let_is_read_as_its_own_file_defines_it(tmp_path: Path, monkeypatch: p
     assert holes[0].help is not None and "hour: 22" in holes[0].help
 
 
-def test_a_fallback_that_goes_on_to_a_capable_model_can_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # `local-coder` lacks vision, but its route sends the request on to gpt-4o, which has it
+ONWARD = [  # `local-coder` lacks vision; whether where its route goes on to has it
+    ("route local-coder use gpt-4o\n", False),
+    ("route local-* fallback gpt-4o\n", False),  # a glob's route serves it too
+    ('route local-coder when tag("x") use sonnet\n', False),
+    ("route local-coder fallback sonnet\nroute gpt-4o fallback local-coder\n", False),
+    ("route gpt-* use sonnet\n", True),  # a glob that does not match it
+    ("", True),
+]
+
+
+@pytest.mark.parametrize(("onward", "warned"), ONWARD)
+def test_a_fallback_that_goes_on_to_a_capable_model_can_serve(
+    onward: str, warned: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
-    policy = "route sonnet requires vision fallback local-coder\nroute local-coder use gpt-4o\n"
-    _config(tmp_path, "onward", {}, policy, None)
+    _config(tmp_path, "onward", {}, "route sonnet requires vision fallback local-coder\n" + onward, None)
     codes = [d.code for d in load_config(Path("onward"), deep=False).diagnostics]
-    assert "fallback-lacks-capability" not in codes
+    assert ("fallback-lacks-capability" in codes) is warned
