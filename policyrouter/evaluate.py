@@ -68,11 +68,12 @@ def decide(program: Program, request: Request, facts: FactSource) -> Decision:
     walk.visit(request.model, request.requires, "request")
     excluded = walk.excluded
     if walk.revisited and excluded:  # a model routed twice: say why each deployment left out is left out, once
-        said, excluded = set(walk.placed), []
-        for e in walk.excluded:
-            if e.deployment.key not in said:
-                said.add(e.deployment.key)
-                excluded.append(e)
+        placed, kept = walk.placed, dict[str, Exclusion]()
+        for e in walk.excluded:  # the first reason, but one that is not a capability the other route needed
+            key = e.deployment.key
+            if key not in placed and (key not in kept or (kept[key].code == "capability" != e.code)):
+                kept[key] = e
+        excluded = list(kept.values())
     decision = Decision(request, tuple(walk.order), tuple(excluded), tuple(walk.steps), ctx.read)
     if walk.denied is not None:
         error = DecisionError("denied", walk.denied)
@@ -93,11 +94,11 @@ class _Walk:
         self.order: list[Deployment] = []
         self.placed: set[str] = set()
         self.excluded: list[Exclusion] = []
+        self.needs: list[frozenset[str]] = []  # each exclusion's: the capabilities the route to it required
         self.steps: list[Step] = []
         self.visited: dict[str, list[frozenset[str]]] = {}  # each model: the requirements it was routed under
         self.revisited = False
         self.denied: str | None = None
-        self.requires_seen: frozenset[str] = frozenset()
 
     def visit(self, model: str, requires: frozenset[str], via: str) -> None:
         plan = self.program.plans[model]
@@ -112,8 +113,6 @@ class _Walk:
         else:  # reached again needing less (another route's `requires` led here first)
             seen.append(requires)
             self.revisited = True
-        if not requires <= self.requires_seen:
-            self.requires_seen = self.requires_seen | requires
         conditions, fired, action = self.clauses(route.clauses)
         if action is not None and action.verb == "use" and action.model is not None:
             self.steps.append(Step(model, via, route, conditions, fired, action, (), f"routed as `{action.model}`"))
@@ -123,7 +122,7 @@ class _Walk:
             self.steps.append(Step(model, via, route, conditions, fired, action, (), f"denied: {action.message}"))
             if via == "fallback":
                 for d in plan.deployments:
-                    self.excluded.append(Exclusion(d, "denied", f"denied by {fired_at(fired)}: {action.message}"))
+                    self.exclude(Exclusion(d, "denied", f"denied by {fired_at(fired)}: {action.message}"), requires)
             elif self.denied is None:
                 self.denied = action.message or "denied"
             return
@@ -159,12 +158,16 @@ class _Walk:
         for d, check in zip(plan.deployments, plan.checks, strict=True):
             reason = check(ctx, requires)
             if reason is not None:
-                self.excluded.append(Exclusion(d, *reason))
+                self.exclude(Exclusion(d, *reason), requires)
             elif only is not None and d.provider not in only:
-                self.excluded.append(Exclusion(d, "only", f"not named by `{action.text if action else ''}`"))
+                self.exclude(Exclusion(d, "only", f"not named by `{action.text if action else ''}`"), requires)
             else:
                 out.append(d)
         return out
+
+    def exclude(self, exclusion: Exclusion, requires: frozenset[str]) -> None:
+        self.excluded.append(exclusion)
+        self.needs.append(requires)
 
     # -- ordering -------------------------------------------------------------------------------
 
@@ -221,13 +224,17 @@ class _Walk:
 
 
 def _refusal(program: Program, decision: Decision, walk: _Walk) -> DecisionError:
-    """Which refusal, by the spec's rule: capability, then budget, then no route."""
+    """Which refusal, by the spec's rule: capability, then budget, then no route. Every exclusion
+    counts, with what was needed where it was made: a model reached twice may be left out for lacking
+    what one route to it required and for a budget on another."""
     excluded = decision.excluded
-    needed = walk.requires_seen
-    capable = [
-        e for e in excluded if e.code != "capability" and (e.code != "denied" or needed <= e.deployment.capabilities)
+    lacking = [
+        needs
+        for e, needs in zip(walk.excluded, walk.needs, strict=True)
+        if e.code == "capability" or (e.code == "denied" and not needs <= e.deployment.capabilities)
     ]
-    if excluded and not capable:
+    if excluded and len(lacking) == len(walk.excluded):
+        needed = frozenset[str]().union(*lacking)
         offering = [m.name for m in program.registry.models.values() if needed <= m.capabilities]
         return DecisionError(
             "unsupported_capability",
@@ -240,11 +247,12 @@ def _refusal(program: Program, decision: Decision, walk: _Walk) -> DecisionError
             capabilities=sorted(needed),
             models=offering,
         )
-    if any(e.code in ("budget", "unknown_price") for e in excluded):
+    over_budget = [e for e in walk.excluded if e.code in ("budget", "unknown_price")]
+    if over_budget:
         return DecisionError(
             "budget_exceeded",
             f"every deployment of `{decision.request.model}` that could serve would break a hard budget: "
-            + "; ".join(f"{e.deployment.key}: {e.reason}" for e in excluded if e.code in ("budget", "unknown_price")),
+            + "; ".join(f"{e.deployment.key}: {e.reason}" for e in over_budget),
             decision,
         )
     reasons = "; ".join(f"{e.deployment.key}: {e.reason}" for e in excluded) or "no deployment"

@@ -207,6 +207,7 @@ let high = not low
 route haiku when high prefer personal
 route claude-3-haiku when low prefer personal
 """
+TWICE = "route sonnet fallback haiku, gpt-4o\nroute haiku requires pdf fallback gpt-4o\n"
 OPUS_PAUSED = 'route sonnet fallback opus, gpt-4o\nroute opus deny "opus is paused"\n'
 
 # fmt: off
@@ -446,6 +447,19 @@ CASES = [
     Case("quota spent and the fallback over budget", "route sonnet fallback gpt-4o", "sonnet", "budget_exceeded",
          {"quota": {"work": "0%", "personal": "0%"}, "spend": {"openai": 99.999}}),
     Case("the capable fallback is denied", 'route sonnet fallback opus\nroute opus deny "paused"', "sonnet",
+         "no_route", request={"requires": ["reasoning"]}),
+    # a model reached twice counts with what each route to it needed: gpt-4o lacks pdf, which only
+    # haiku's route asks for; as sonnet's own fallback it can serve, so what stops it there decides
+    Case("a model reached twice, stopped by a budget where it is capable", TWICE, "sonnet", "budget_exceeded",
+         {"quota": {"work": "0%", "personal": "0%"}, "spend": {"openai": 99.999}},
+         excluded={"sonnet@work": "quota", "sonnet@personal": "quota", "haiku@work": "capability",
+                   "haiku@personal": "capability", "haiku@api": "capability", "gpt-4o@openai": "budget"}),
+    Case("a model reached twice, stopped by a rate window where it is capable", TWICE, "sonnet", "no_route",
+         {"rpm": {"gpt-4o@openai": 60}}, {"requires": ["json"]},
+         excluded={"sonnet@work": "capability", "sonnet@personal": "capability", "haiku@work": "capability",
+                   "haiku@personal": "capability", "haiku@api": "capability", "gpt-4o@openai": "rate_limit"}),
+    Case("a denied fallback is capable of what its own path needs",
+         'route sonnet fallback gpt-4o, opus\nroute gpt-4o requires pdf\nroute opus deny "paused"', "sonnet",
          "no_route", request={"requires": ["reasoning"]}),
     # -- targets: exact > longest literal glob > `*`; unmatched models in registry order -----------
     Case("an exact route beats globs", GLOBS, "claude-3-haiku", ["claude-3-haiku@personal"],
