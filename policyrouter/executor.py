@@ -72,6 +72,9 @@ POLICY_KWARGS = {
     "context_window_fallback_dict": "a request too long for a deployment's context window goes to the next "
     "deployment whose window is larger; name larger models with `fallback MODEL` in the route",
 }
+# What a deployment with a `base_url` and no `api_key_env` is called with: OpenAI-compatible servers
+# without authentication take any key, and litellm reads none from the environment when given one.
+NO_KEY = "no-key"
 _litellm: ModuleType | None = None
 _T = TypeVar("_T")
 
@@ -416,6 +419,8 @@ class _Call:
         kwargs["messages"] = self.messages
         if api_key:
             kwargs["api_key"] = api_key
+        elif d.base_url:  # litellm would send its provider type's key from the environment to this server
+            kwargs["api_key"] = NO_KEY
         if d.base_url:
             kwargs["api_base"] = d.base_url
         if "num_retries" not in kwargs:

@@ -45,6 +45,19 @@ def test_a_call_goes_to_the_first_deployment_with_its_key_model_and_the_callers_
     assert response._hidden_params["policyrouter"]["deployment"] == "sonnet@work"
 
 
+def test_a_server_without_a_key_variable_gets_no_key_from_the_environment(
+    make_router: Any, llm: LoopbackLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # litellm's `openai` provider reads OPENAI_API_KEY when given no key: it went to this server
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-planted-openai-default")
+    router = make_router(REGISTRY.replace("    api_key_env: PR_TEST_KEY_WORK\n", ""))
+    router.completion("sonnet", hi())
+
+    (call,) = llm.calls()
+    assert call.provider == "work"
+    assert call.headers["authorization"] == "Bearer no-key"
+
+
 def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -> None:
     """Agents call with tools: litellm takes a different path for them (its MCP handling)."""
     tool = {
