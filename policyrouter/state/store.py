@@ -16,6 +16,7 @@ Time comes from `clock` (an aware datetime), never from the backend, so tests co
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import socket
@@ -169,8 +170,9 @@ class StateStore(ABC):
         store fails, `settings.on_state_error` decides: closed raises `StateError`, open returns an
         `offline` reservation that holds nothing.
         """
-        if tokens < 0 or cost < 0:
-            raise ValueError(f"a reservation needs tokens and cost of at least 0, got {tokens} and {cost}")
+        _check_amounts("a reservation", tokens=tokens, cost=cost)
+        if lease is not None and not 0 < lease < math.inf:
+            raise ValueError(f"a reservation's `lease` is a number of seconds above 0, got {lease!r}")
         now = self.now()
         run = check_run_id(run_id) if run_id else self.run_id
         plan = self._plan(deployment, tokens, cost, now, run)
@@ -251,6 +253,9 @@ class StateStore(ABC):
         Spend is never dropped: if the store fails, the writes are kept in this process and replayed
         by the next operation (or `flush()`); the failure is logged, not raised, and nothing is returned.
         """
+        _check_amounts("a settle", input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
+        if latency is not None:
+            _check_amounts("a settle", latency=latency)
         self._finish_state(reservation, "settled")
         now = self.now()
         d = reservation.deployment
@@ -463,3 +468,11 @@ def forgets(key: str, keys: Sequence[str] | None, suffix: str | None) -> bool:
 def fits(total: float, amount: float, limit: float) -> bool:
     """The comparison every backend makes, with a tolerance for float sums of cents."""
     return total + amount <= limit + 1e-9 * max(1.0, abs(limit))
+
+
+def _check_amounts(what: str, **amounts: float) -> None:
+    """Refuses an amount that would corrupt the books: negative (room a hard limit never had), NaN
+    (a counter no comparison refuses again) or infinite."""
+    for name, value in amounts.items():
+        if not 0 <= value < math.inf:
+            raise ValueError(f"{what} needs `{name}` of at least 0 and finite, got {value!r}")

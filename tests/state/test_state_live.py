@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
@@ -254,11 +255,37 @@ def test_usage_says_when_each_limit_resets(clock: FakeClock) -> None:
     assert f.usage("quota", "local") is None and f.usage("budget", "week") is None and f.usage("tpm", "work") is None
 
 
-def test_negative_estimates_are_refused(clock: FakeClock) -> None:
+@pytest.mark.parametrize(
+    "amounts",
+    [{"tokens": -1}, {"tokens": math.nan}, {"tokens": math.inf}, {"cost": -0.01}, {"cost": math.nan},
+     {"lease": -5}, {"lease": 0}, {"lease": math.nan}],
+)  # fmt: skip
+def test_amounts_that_would_corrupt_the_books_are_refused_by_reserve(
+    amounts: dict[str, float], clock: FakeClock
+) -> None:
+    # a NaN cost held a hard budget shut for good; a NaN token count failed every later reserve
     registry = make_registry()
     store = MemoryStore(registry, clock=clock)
-    with pytest.raises(ValueError, match="at least 0"):
-        store.reserve(deployment(registry, "sonnet@work"), tokens=-1, cost=0)
+    with pytest.raises(ValueError, match=f"`{next(iter(amounts))}`"):
+        store.reserve(deployment(registry, "sonnet@work"), **{"tokens": 10, "cost": 0.01, **amounts})
+    assert LiveFacts(store, ttl=0).in_flight("work") == 0  # nothing held
+
+
+@pytest.mark.parametrize(
+    "amounts",
+    [{"input_tokens": -1000}, {"output_tokens": math.nan}, {"cost": -5.0}, {"cost": math.nan}, {"latency": -1.0}],
+)
+def test_amounts_that_would_corrupt_the_books_are_refused_by_settle(
+    amounts: dict[str, float], clock: FakeClock
+) -> None:
+    # a negative settle gave a hard budget room it never had
+    registry = make_registry()
+    store = MemoryStore(registry, clock=clock)
+    held = store.reserve(deployment(registry, "sonnet@work"), tokens=10, cost=0.01)
+    with pytest.raises(ValueError, match=f"`{next(iter(amounts))}`"):
+        store.settle(held, **{"input_tokens": 5, "output_tokens": 5, "cost": 0.01, **amounts})
+    store.settle(held, input_tokens=5, output_tokens=5, cost=0.01)  # still held: settled right after
+    assert LiveFacts(store, ttl=0).spend("run") == pytest.approx(0.01)
 
 
 def test_a_failed_store_is_not_asked_again_for_a_while(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
