@@ -37,16 +37,22 @@ _PRICE_WORD = re.compile(r"cost|price|usd|per_")
 
 
 def foreign_key_help(section: str, key: str, value: object) -> str | None:
-    """Where `key`, unknown in `section` (`model`, `deployment`, `provider` or `top`), is written here."""
+    """Where `key`, unknown in `section` (`model`, `deployment`, `provider`, `price` or `top`), is
+    written here."""
     key = key.lower()
     side = _PRICE_SIDE.search(key)
-    if side and _PRICE_WORD.search(key) and section in ("model", "deployment", "provider"):
+    if side and _PRICE_WORD.search(key) and section in ("model", "deployment", "provider", "price"):
         per_million = _per_million(key, value)
         name = "input_per_mtok" if side.group() in ("input", "prompt") else "output_per_mtok"
+        if section == "price":  # a misspelt `input_per_mtok` gets the closest name; a price per 1k, its value
+            return None if per_million == "…" else f"a price is USD per million tokens: `{name}: {per_million}`"
         where = "under `price`" if section != "provider" else "under a model's or a deployment's `price`"
         return f"a price is USD per million tokens, {where}: `price: {{{name}: {per_million}}}`"
     if section == "model" and key in _ON_A_DEPLOYMENT:
         return f"a model's `{key}` goes on " + _ON_A_DEPLOYMENT[key]
+    if section == "model" and key in ("fallback_chain", "fallbacks"):
+        chain = [str(m) for m in value] if isinstance(value, list) and value else ["gpt-4o", "haiku"]
+        return f"fallbacks are written in a policy, in the model's route: `fallback {', '.join(chain)}`"
     if section == "top" and key in ("fallback_chain", "fallbacks"):
         chain = [str(m) for m in value] if isinstance(value, list) and len(value) > 1 else ["gpt-4o", "haiku"]
         return f"fallbacks are written in a policy: `route {chain[0]} fallback {', '.join(chain[1:])}`"

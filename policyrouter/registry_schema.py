@@ -775,7 +775,13 @@ def _issue_from_pydantic(error: ErrorDetails) -> _Issue:
 
 
 # The sections whose unknown keys may be another registry's way of saying something.
-_SECTIONS = ((ModelSpec, "model"), (DeploymentSpec, "deployment"), (ProviderSpec, "provider"), (RegistrySpec, "top"))
+_SECTIONS = (
+    (ModelSpec, "model"),
+    (DeploymentSpec, "deployment"),
+    (ProviderSpec, "provider"),
+    (PriceSpec, "price"),
+    (RegistrySpec, "top"),
+)
 
 
 def _unknown_key(loc: Loc, value: object) -> _Issue:

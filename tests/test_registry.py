@@ -602,6 +602,11 @@ def test_prices_and_registry_do_not_import_litellm(tmp_path: Path) -> None:
         ("top", "budget_usd_per_run", 10**400, "`budgets: {run: {usd: 5, hard: true}}`"),
         ("top", "fallback_chain", ["a", "b", "c"], "`route a fallback b, c`"),
         ("provider", "rpm_limit", 5, None),
+        # in `price:` a price per 1k said `did you mean input_per_mtok?`: a price 1,000 times too low
+        ("price", "input_per_1k", 5e-3, "`input_per_mtok: 5`"),
+        ("price", "output_cost_per_token", 1.5e-5, "`output_per_mtok: 15`"),
+        ("price", "input_per_mtk", 0.15, None),  # a misspelling: the closest name is the help
+        ("model", "fallback_chain", ["b", "c"], "in the model's route: `fallback b, c`"),
     ],
 )
 def test_keys_of_other_registries_say_where_they_go(section: str, key: str, value: object, help: str | None) -> None:
