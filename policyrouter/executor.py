@@ -195,10 +195,13 @@ class Executor:
 
 async def _step(off_loop: bool, work: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     """`work(*args, **kwargs)`, on a worker thread when `off_loop`. Cancelling the awaiting task does
-    not stop the thread: a settle or a release it started is finished, and the books stay right."""
+    not stop it: shielded, a settle or a release is done even when no worker had taken it up yet (an
+    unshielded job still queued is dropped, and its reservation held until its lease ends)."""
     if not off_loop:
         return work(*args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(work, *args, **kwargs))
+    return await asyncio.shield(
+        asyncio.get_running_loop().run_in_executor(None, functools.partial(work, *args, **kwargs))
+    )
 
 
 async def _next_try(call: _Call, off_loop: bool) -> _Try | None:
@@ -215,8 +218,11 @@ async def _next_try(call: _Call, off_loop: bool) -> _Try | None:
 
 
 def _let_go(call: _Call, reserved: asyncio.Future[_Try | None]) -> None:
+    """Release what a cancelled request's reservation holds, on a worker thread as every store step
+    of an off-loop request: this runs on the loop's thread, which a store's lock would hold up."""
     if not reserved.cancelled() and reserved.exception() is None and (attempt := reserved.result()) is not None:
-        call.failed(attempt, asyncio.CancelledError())  # not an API failure: released, nothing counted
+        # not an API failure: released, nothing counted
+        asyncio.get_running_loop().run_in_executor(None, call.failed, attempt, asyncio.CancelledError())
 
 
 async def _first_async(stream: Any) -> Any:
@@ -509,7 +515,8 @@ class _Call:
             seconds = self.options.unusable_cooldown
         seconds = min(seconds, self.options.max_cooldown)
         try:
-            self.store.cooldown(d.provider, seconds)
+            if seconds > 0:  # `retry-after: 0` cools nothing down; a cooldown of 0 would end another's
+                self.store.cooldown(d.provider, seconds)
         except StateError as e:  # no spend is lost: this request goes on, and moves off the provider itself
             log.warning("%s; `%s` is not cooled down for other requests", e, d.provider)
         self.live.forget(d)

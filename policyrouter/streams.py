@@ -249,8 +249,8 @@ class AsyncRoutedStream:
         if finish is None:
             return
         tally = self.tally.as_delivered_by(self.raw)
-        if self._blocking:
-            await asyncio.get_running_loop().run_in_executor(None, finish, tally, error)
+        if self._blocking:  # shielded: cancelled, the books are still settled (see `executor._step`)
+            await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, finish, tally, error))
         else:
             finish(tally, error)
 

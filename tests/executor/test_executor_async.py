@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from executor_helpers import hi, of_kind
-from loopback_server import LoopbackLLM, stream
+from loopback_server import LoopbackLLM, ok, stream
 
 from policyrouter import Router
 
@@ -72,25 +74,75 @@ def test_a_request_cancelled_while_it_reserves_holds_nothing(
     write_lock: sqlite3.Connection,
     events: list[dict[str, Any]],
 ) -> None:
-    router = sqlite_router(make_router, state_file)
+    router = sqlite_router(
+        make_router, state_file, events=lambda e: events.append({**e, "thread": threading.get_ident()})
+    )
     write_lock.execute("BEGIN IMMEDIATE")
 
-    async def main() -> None:
+    async def main() -> int:
         call = asyncio.create_task(router.acompletion("sonnet", hi()))
-        await asyncio.sleep(0.2)  # the call decides, then waits for the lock to reserve
+        while not of_kind(events, "decision"):  # the first call imports litellm first
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the call has decided, and waits for the lock to reserve
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
         write_lock.execute("COMMIT")  # now the worker thread's reserve goes through
         for _ in range(500):
-            if of_kind(events, "attempt") and in_flight(router) == 0:
-                return
+            if of_kind(events, "failure") and in_flight(router) == 0:
+                break
             await asyncio.sleep(0.01)
+        return threading.get_ident()
 
-    asyncio.run(main())
+    loop_thread = asyncio.run(main())
     assert of_kind(events, "attempt"), "the reservation was made"
     assert in_flight(router) == 0, "and released"
     assert llm.calls() == []
+    (failure,) = of_kind(events, "failure")  # released on a worker thread, as every store step (it held the loop)
+    assert failure["thread"] != loop_thread
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["reply", "stream closed early"])
+def test_a_request_cancelled_while_its_books_wait_for_a_worker_still_keeps_them(
+    make_router: Any, llm: LoopbackLLM, state_file: Path, events: list[dict[str, Any]], streaming: bool
+) -> None:
+    # The settle queued behind other work on the loop's executor was dropped when the request was
+    # cancelled: no outcome event, the spend lost, the reservation held until its lease ended.
+    router = sqlite_router(make_router, state_file)
+    reply = (
+        stream("chunks", prompt_tokens=7, completion_tokens=3)
+        if streaming
+        else ok(prompt_tokens=7, completion_tokens=3)
+    )
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def while_the_workers_are_busy(h: Any, body: dict[str, Any]) -> None:
+        assert loop is not None
+        loop.call_soon_threadsafe(loop.run_in_executor, None, time.sleep, 0.5)  # other work of the program
+        time.sleep(0.05)
+        reply(h, body)
+
+    async def main() -> None:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+        if streaming:
+            llm.script("work", reply)
+            chunks = await router.acompletion("sonnet", hi(), stream=True)
+            await chunks.__anext__()
+            loop.run_in_executor(None, time.sleep, 0.5)  # other work of the program
+            with pytest.raises(asyncio.TimeoutError):  # aclose's settle waits behind it
+                await asyncio.wait_for(chunks.aclose(), 0.3)
+        else:
+            llm.script("work", while_the_workers_are_busy)
+            with pytest.raises(asyncio.TimeoutError):  # the settle waits behind the other work
+                await asyncio.wait_for(router.acompletion("sonnet", hi()), 0.3)
+        await asyncio.sleep(0.5)
+
+    asyncio.run(main())
+    assert [e["event"] for e in events] == ["decision", "attempt", "success"]
+    assert in_flight(router) == 0
+    assert router.live_facts.spend("run") > 0
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["reply", "stream"])

@@ -225,6 +225,25 @@ def test_a_retry_after_that_says_no_time_cools_down_for_the_configured_time(
     assert throttled["retry_after"] is None and throttled["cooldown"] == 30  # ExecutorOptions.rate_limit_cooldown
 
 
+def test_a_retry_after_of_no_time_leaves_a_longer_cooldown_as_it_is(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    # a cooldown of 0 s ends a cooldown: the 429 cut short the 300 s another request's 401 had started
+    router = make_router()
+    rate_limited_now = rate_limited(0)
+
+    def while_another_request_is_refused(h: Any, body: dict[str, Any]) -> None:
+        router.store.cooldown("work", 300)  # the other request's 401, while this one waits for its reply
+        rate_limited_now(h, body)
+
+    llm.script("work", while_another_request_is_refused)
+    router.completion("sonnet", hi())
+    (throttled,) = of_kind(events, "throttled")
+    assert (throttled["retry_after"], throttled["cooldown"]) == (0, 0)
+    router.live_facts.clear()
+    assert router.live_facts.cooldown("work") == pytest.approx(300, abs=5)
+
+
 def test_server_errors_are_retried_with_backoff_on_the_same_deployment(
     make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
 ) -> None:
