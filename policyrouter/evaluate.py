@@ -65,7 +65,7 @@ def decide(program: Program, request: Request, facts: FactSource) -> Decision:
         )
         error.decision = Decision(request, (), (), (), {}, error)
         raise error
-    walk.visit(request.model, request.requires, "request")
+    walk.visit(request.model, request.requires)
     excluded = walk.excluded
     if walk.revisited and excluded:  # a model routed twice: say why each deployment left out is left out, once
         placed, kept = walk.placed, dict[str, Exclusion]()
@@ -100,41 +100,47 @@ class _Walk:
         self.revisited = False
         self.denied: str | None = None
 
-    def visit(self, model: str, requires: frozenset[str], via: str) -> None:
-        plan = self.program.plans[model]
-        route = plan.route
-        if route.requires:
-            requires = requires | route.requires
-        seen = self.visited.get(model)
-        if seen is None:
-            self.visited[model] = [requires]
-        elif any(before <= requires for before in seen):
-            return  # a cycle, or reached again needing as much: nothing more to place
-        else:  # reached again needing less (another route's `requires` led here first)
-            seen.append(requires)
-            self.revisited = True
-        conditions, fired, action = self.clauses(route.clauses)
-        if action is not None and action.verb == "use" and action.model is not None:
-            self.steps.append(Step(model, via, route, conditions, fired, action, (), f"routed as `{action.model}`"))
-            self.visit(action.model, requires, "use" if via == "request" else via)
-            return
-        if action is not None and action.verb == "deny":
-            self.steps.append(Step(model, via, route, conditions, fired, action, (), f"denied: {action.message}"))
-            if via == "fallback":
-                for d in plan.deployments:
-                    self.exclude(Exclusion(d, "denied", f"denied by {fired_at(fired)}: {action.message}"), requires)
-            elif self.denied is None:
-                self.denied = action.message or "denied"
-            return
-        eligible = self.eligible(plan, requires, action)
-        ordered = self.arrange(plan, eligible, action)
-        self.steps.append(Step(model, via, route, conditions, fired, action, tuple(ordered)))
-        for d in ordered:
-            if d.key not in self.placed:
-                self.placed.add(d.key)
-                self.order.append(d)
-        for fallback in route.fallbacks:
-            self.visit(fallback, requires, "fallback")
+    def visit(self, model: str, requires: frozenset[str]) -> None:
+        """Route the requested model, then the models its `use` or fallbacks lead to, depth first: a
+        loop over the models still to route, not a recursion (a chain of a thousand fallbacks would
+        overflow Python's stack)."""
+        pending = [(model, requires, "request")]
+        while pending:
+            model, requires, via = pending.pop()
+            plan = self.program.plans[model]
+            route = plan.route
+            if route.requires:
+                requires = requires | route.requires
+            seen = self.visited.get(model)
+            if seen is None:
+                self.visited[model] = [requires]
+            elif any(before <= requires for before in seen):
+                continue  # a cycle, or reached again needing as much: nothing more to place
+            else:  # reached again needing less (another route's `requires` led here first)
+                seen.append(requires)
+                self.revisited = True
+            conditions, fired, action = self.clauses(route.clauses)
+            if action is not None and action.verb == "use" and action.model is not None:
+                self.steps.append(Step(model, via, route, conditions, fired, action, (), f"routed as `{action.model}`"))
+                pending.append((action.model, requires, "use" if via == "request" else via))
+                continue
+            if action is not None and action.verb == "deny":
+                self.steps.append(Step(model, via, route, conditions, fired, action, (), f"denied: {action.message}"))
+                if via == "fallback":
+                    for d in plan.deployments:
+                        self.exclude(Exclusion(d, "denied", f"denied by {fired_at(fired)}: {action.message}"), requires)
+                elif self.denied is None:
+                    self.denied = action.message or "denied"
+                continue
+            eligible = self.eligible(plan, requires, action)
+            ordered = self.arrange(plan, eligible, action)
+            self.steps.append(Step(model, via, route, conditions, fired, action, tuple(ordered)))
+            for d in ordered:
+                if d.key not in self.placed:
+                    self.placed.add(d.key)
+                    self.order.append(d)
+            for fallback in reversed(route.fallbacks):  # the first, and all it leads to, before the second
+                pending.append((fallback, requires, "fallback"))
 
     def clauses(self, clauses: tuple[Clause, ...]) -> tuple[tuple[ConditionResult, ...], Clause | None, Action | None]:
         results: list[ConditionResult] = []
@@ -153,7 +159,7 @@ class _Walk:
 
     def eligible(self, plan: ModelPlan, requires: frozenset[str], action: Action | None) -> list[Deployment]:
         out = []
-        only = action.providers if action is not None and action.verb == "only" else None
+        only = action.rank if action is not None and action.verb == "only" else None
         ctx = self.ctx
         for d, check in zip(plan.deployments, plan.checks, strict=True):
             reason = check(ctx, requires)
@@ -175,8 +181,10 @@ class _Walk:
         strategy = plan.route.strategy
         if action is None or action.verb not in ("prefer", "only", "avoid"):
             return self.by_strategy(strategy, plan.model.name, eligible)
-        listed = action.providers
-        named = [d for p in listed for d in eligible if d.provider == p]
+        listed = action.rank  # looked up, not scanned: a route may name a hundred providers
+        named = [d for d in eligible if d.provider in listed]
+        if len(listed) > 1:
+            named.sort(key=lambda d: listed[d.provider])  # stable: in registry order within a provider
         rest = [d for d in eligible if d.provider not in listed]
         if action.verb == "only":
             return named

@@ -8,7 +8,7 @@ not given reads as a fresh state would. The live store provides another implemen
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -185,19 +185,20 @@ class StaticFacts:
 
     def _load(self, facts: dict[str, Any], custom: dict[str, Fact]) -> None:
         reg = self._registry
-        # the names each key takes, listed only when a fact names one (a dry run is on the hot path)
-        providers: Callable[[], tuple[str, ...]] = lambda: tuple(reg.providers)  # noqa: E731
-        scopes = lambda: (*reg.budgets, *GLOBAL_BUDGETS, *reg.providers, *reg.models)  # noqa: E731
-        rate_keys = lambda: (*reg.providers, *(d.key for m in reg.models.values() for d in m.deployments))  # noqa: E731
-        per_key: dict[str, tuple[dict[Any, Any], Callable[[object], Any], Callable[[], tuple[str, ...]]]] = {
+        # the names each key takes, looked up, not scanned (a dry run is on the hot path, and a registry
+        # may hold thousands); those of several kinds are put together only when a fact names one
+        providers = reg.providers
+        scopes = lambda: _AnyOf(reg.budgets, _GLOBAL_SCOPES, reg.providers, reg.models)  # noqa: E731
+        rate_keys = lambda: _AnyOf(reg.providers, reg.deployments)  # noqa: E731
+        per_key: dict[str, tuple[dict[Any, Any], Callable[[object], Any], _Names]] = {
             "quota": (self._quota, parse_share, providers),
             "spend": (self._spend, parse_money, scopes),
-            "budget": (self._budget, parse_share, lambda: tuple(reg.budgets)),
+            "budget": (self._budget, parse_share, reg.budgets),
             "errors": (self._errors, parse_count, providers),
             "latency": (self._latency, parse_duration, providers),
             "cooldown": (self._cooldown, parse_duration, providers),
             "in_flight": (self._in_flight, parse_count, providers),
-            "round_robin": (self._round_robin, lambda v: int(parse_count(v)), lambda: tuple(reg.models)),
+            "round_robin": (self._round_robin, lambda v: int(parse_count(v)), reg.models),
         }
         for key, value in facts.items():
             if key in per_key:
@@ -315,15 +316,35 @@ def _mapping(key: str, value: object) -> Mapping[str, Any]:
     return value
 
 
-def _name(key: str, name: object, known: Callable[[], tuple[str, ...]]) -> str:
-    names = known()
+class _AnyOf:
+    """The names of several mappings: looked up in each, listed (for an error's hint) when needed."""
+
+    def __init__(self, *names: Mapping[str, object]) -> None:
+        self.names = names
+
+    def __contains__(self, name: object) -> bool:
+        return any(name in names for names in self.names)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for names in self.names for name in names)
+
+
+_GLOBAL_SCOPES = dict.fromkeys(GLOBAL_BUDGETS)
+_Names = Mapping[str, object] | Callable[[], _AnyOf]
+
+
+def _name(key: str, name: object, known: _Names) -> str:
+    names = known() if callable(known) else known
     if name in names:
         return str(name)
-    guess = closest(str(name), names)
+    guess = closest(str(name), list(names))
+    listing = ", ".join(sorted(set(names)))
     raise FactsError(
         f"`{name}` is not a known name for `{key}`",
         (key, str(name)),
-        f"did you mean `{guess}`?" if guess else f"expected one of: {', '.join(sorted(set(names)))}",
+        f"did you mean `{guess}`?"
+        if guess
+        else (f"expected one of: {listing}" if listing else f"registry.yaml declares no {key}s"),
     )
 
 

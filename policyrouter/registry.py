@@ -173,6 +173,12 @@ class Registry:
     models: Mapping[str, Model]
     budgets: Mapping[str, Budget]  # every budget by scope name: global, provider and model ones
     path: Path | None = None
+    deployments: Mapping[str, Deployment] = field(init=False, repr=False, compare=False)  # by key
+    global_budgets: tuple[Budget, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "deployments", {d.key: d for m in self.models.values() for d in m.deployments})
+        object.__setattr__(self, "global_budgets", tuple(b for b in self.budgets.values() if b.scope == "global"))
 
     @property
     def config_dir(self) -> Path:
@@ -180,7 +186,7 @@ class Registry:
 
     def budgets_for(self, deployment: Deployment) -> tuple[Budget, ...]:
         """The budgets a call on this deployment spends from: the global ones, its provider's, its model's."""
-        out = [b for b in self.budgets.values() if b.scope == "global"]
+        out = list(self.global_budgets)
         provider_budget = self.providers[deployment.provider].budget
         if provider_budget is not None:
             out.append(provider_budget)

@@ -541,6 +541,9 @@ def _refusal(router: policyrouter.Router, model: str, **kwargs: Any) -> policyro
         ({"latency": {"work": "9" * 400 + "ms"}}, "latency.work", ["is too large"]),
         ({"tokens": 5000}, "tokens", ["part of the request", "`tokens=` in Python", "`--tokens N`"]),
         ({"tag": {"batch": True}}, "tag", ["part of the request", "`tags=`", "`--tag T`", "request: {tags: …}"]),
+        ({"rpm": {"sonet@work": 5}}, "rpm.sonet@work", ["did you mean `sonnet@work`?"]),
+        ({"spend": {"persnal": 5}}, "spend.persnal", ["did you mean `personal`?"]),
+        ({"budget": {"zzz": "5%"}}, "budget.zzz", ["expected one of: month, openai, run"]),
     ],
     ids=[
         "a number as a key",
@@ -562,6 +565,9 @@ def _refusal(router: policyrouter.Router, model: str, **kwargs: Any) -> policyro
         "digits too many for a float",
         "tokens, read from the request",
         "a tag, read from the request",
+        "a deployment's rate, misspelt",
+        "a spend scope, misspelt",
+        "a budget not declared",
     ],
 )
 def test_facts_that_do_not_fit_are_invalid_facts(
@@ -573,6 +579,13 @@ def test_facts_that_do_not_fit_are_invalid_facts(
     assert ".".join(info.value.path) == path
     for word in words:
         assert word in str(info.value)
+
+
+def test_a_budget_fact_where_no_budget_is_declared_says_so(router_for: Callable[..., policyrouter.Router]) -> None:
+    # "expected one of: " listed nothing
+    without = REGISTRY[: REGISTRY.index("budgets:")].replace("    budget: {usd: 100, window: month, hard: true}\n", "")
+    with pytest.raises(policyrouter.InvalidFacts, match=r"registry.yaml declares no budgets"):
+        router_for(without, CARD).decide("sonnet", facts={"budget": {"month": "5%"}})
 
 
 def test_one_capability_or_tag_may_be_given_as_a_string(router_for: Callable[..., policyrouter.Router]) -> None:
@@ -724,6 +737,21 @@ def test_cycles_are_cut_at_run_time(router_for: Callable[..., policyrouter.Route
         assert [d.key for d in router.decide("haiku", facts={}).order] == [*HAIKU, *SONNET, "gpt-4o@openai"]
     finally:
         router.program = original
+
+
+@pytest.mark.parametrize("hop", ["fallback", "use"])
+def test_a_chain_longer_than_pythons_stack_is_decided(make_config: Callable[..., Path], hop: str) -> None:
+    # each hop was a recursive call: a chain of 1,000 loaded, then every decision raised RecursionError
+    n = 1500
+    models = "".join(f"  m{i}: {{deployments: [{{provider: p, model_id: m{i}}}]}}\n" for i in range(n))
+    registry = "providers:\n  p: {litellm_provider: openai, api_key_env: P_KEY}\nmodels:\n" + models
+    policy = "".join(f"route m{i} {hop} m{i + 1}\n" for i in range(n - 1))
+    decision = policyrouter.load(make_config(registry, policy)).decide("m0", facts={})
+    if hop == "fallback":
+        assert [d.key for d in decision.order] == [f"m{i}@p" for i in range(n)]
+    else:
+        assert [d.key for d in decision.order] == [f"m{n - 1}@p"]
+    assert len(decision.steps) == n
 
 
 # -- strategies that need many requests ---------------------------------------------------------------
