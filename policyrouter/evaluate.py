@@ -243,6 +243,8 @@ def _refusal(program: Program, decision: Decision, walk: _Walk) -> DecisionError
     ]
     if excluded and len(lacking) == len(walk.excluded):
         needed = frozenset[str]().union(*lacking)
+        # a model whose route sent the request on with `use` was never asked: not one that could serve
+        passed_on = {s.model: s.action.model for s in decision.steps if s.action is not None and s.action.verb == "use"}
         offering = [m.name for m in program.registry.models.values() if needed <= m.capabilities]
         return DecisionError(
             "unsupported_capability",
@@ -250,6 +252,7 @@ def _refusal(program: Program, decision: Decision, walk: _Walk) -> DecisionError
             + ("all of " if len(needed) > 1 else "")
             + _listing(sorted(needed))
             + (f"; models that do: {_listing(offering)}" if offering else "; no model in the registry does")
+            + "".join(f"; `{m}` is routed as `{to}` (`use {to}`)" for m, to in passed_on.items() if m in offering)
             + _unknown_capabilities(needed, program.registry.settings.capabilities),
             decision,
             capabilities=sorted(needed),

@@ -224,7 +224,8 @@ def _sinks(spec: SinkSpec) -> Iterable[Sink]:
         yield from spec._sinks
     elif isinstance(spec, (str, os.PathLike)):
         if not str(spec) or os.path.isdir(spec):  # `""` is the working directory: every event would be lost
-            raise ValueError(f"an events file is the path of a file, not a directory; got {str(spec)!r}")
+            what = "an empty path" if not str(spec) else "a directory"
+            raise ValueError(f"an events file is the path of a file; got {what}, {str(spec)!r}")
         yield FileSink(spec)
     elif hasattr(spec, "write"):
         if isinstance(spec, (io.RawIOBase, io.BufferedIOBase)) or "b" in str(getattr(spec, "mode", "")):

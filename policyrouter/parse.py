@@ -456,7 +456,7 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
         line, column = _end_of_code(source.text)
         span = Span(source, line, column, line, column + 1)
         expected_set = _expected(e)
-        if {"PREFER", "DENY"} <= expected_set and not expected_set & {"ROUTE", "RBRACE", "$END"}:
+        if {"PREFER", "DENY"} <= expected_set and not expected_set & {"ROUTE", "RBRACE", "$END", "WHEN"}:
             expected = "an action (`prefer`, `only`, `avoid`, `use`, `deny`)"
             expected += " or provider names" if "NAME" in expected_set else " after the condition"
         else:
@@ -484,6 +484,7 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
         span = Span(source, line, column, line, column + 1)
         char = source.line_text(line)[column - 1 : column]
         help = "strings use double quotes" if char == "'" else None
-        return Diagnostic("syntax", f"unexpected character `{char}`", span, help=help)
+        shown = char if char.isprintable() else char.encode("unicode_escape").decode()  # a NUL shows as `\x00`
+        return Diagnostic("syntax", f"unexpected character `{shown}`", span, help=help)
     span = Span(source, line, column, line, column + 1)
     return Diagnostic("syntax", "invalid syntax", span)

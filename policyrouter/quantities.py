@@ -64,7 +64,8 @@ def _quantity(text: str, m: re.Match[str]) -> tuple[Kind, float]:
     if unit in DURATION_SUFFIXES:
         return "duration", _scaled(digits, DURATION_SUFFIXES[unit])
     raise QuantityError(
-        f"unknown unit `{unit}` in `{text}`: expected `%`, `k`, `M` (counts) or `ms`, `s`, `m`, `h` (durations)"
+        f"unknown unit `{unit}` in `{text}`: expected `%`, `k` or `K`, `M` (counts) or `ms`, `s`, `m`, `h`, `d` "
+        "(durations); money is written `$5`"
     )
 
 

@@ -304,7 +304,8 @@ def _names(argument: str, names: Iterable[str] | None) -> frozenset[str]:
     except TypeError:  # `requires=5`
         raise TypeError(f"`{argument}` is a list of names (strings); got {names!r}") from None
     if not all(isinstance(name, str) for name in found):
-        raise TypeError(f"`{argument}` is a list of names (strings); got {sorted(map(repr, found))}")
+        wrong = next(name for name in found if not isinstance(name, str))
+        raise TypeError(f"`{argument}` is a list of names (strings); got {wrong!r} in it")
     return found
 
 

@@ -607,7 +607,7 @@ def test_no_capabilities_or_tags_may_be_given_as_none(router_for: Callable[..., 
     [
         ({"model": None}, ["`model`", "None"]),
         ({"model": 5}, ["`model`", "5"]),
-        ({"requires": ["tools", 1]}, ["`requires`", "'tools'", "1"]),
+        ({"requires": ["tools", 1]}, ["`requires`", "got 1 in it"]),
         ({"tags": [("batch",)]}, ["`tags`", "('batch',)"]),
         ({"facts": [("quota", "15%")]}, ["`facts`", "list"]),
         ({"request_id": 5}, ["`request_id`", "5"]),
@@ -661,6 +661,15 @@ def test_unsupported_capability_names_it_and_the_models_that_offer_it(
     assert error.code == "unsupported_capability"
     assert "`pdf`" in error.message and "`gemini-pro`" in error.message
     assert error.details == {"capabilities": ["pdf"], "models": ["gemini-pro"]}
+
+
+def test_a_model_that_offers_it_but_is_routed_elsewhere_says_where(
+    router_for: Callable[..., policyrouter.Router],
+) -> None:
+    # "no deployment of `sonnet` … offers `vision`; models that do: `sonnet`": its deployments were never asked
+    error = _refusal(router_for(REGISTRY, "route sonnet use haiku"), "sonnet", requires=["vision"], facts={})
+    assert error.code == "unsupported_capability"
+    assert error.message.endswith("; `sonnet` is routed as `haiku` (`use haiku`)")
 
 
 def test_a_requested_name_that_is_no_capability_gets_the_closest_one(
@@ -951,7 +960,7 @@ def test_options_of_load_are_checked_where_they_are_given(
             TypeError,
             "`requires` is a list of names (strings); got 5",
         ),
-        (lambda r: r.decide("sonnet", tags=[1], facts={}), TypeError, "`tags` is a list of names (strings)"),
+        (lambda r: r.decide("sonnet", tags=[1], facts={}), TypeError, "`tags` is a list of names (strings); got 1 in"),
         (lambda r: r.run(5), TypeError, "a run id is a string"),
         (lambda r: r.run("bad id"), ValueError, "run id `bad id` must be 1-128 letters"),
         (lambda r: r.run("nightly-42\n"), ValueError, "must be 1-128 letters"),  # was a run of its own

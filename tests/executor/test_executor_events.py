@@ -98,8 +98,8 @@ def test_sinks_file_stream_and_callback_get_the_same_lines(make_router: Any, tmp
 @pytest.mark.parametrize(
     ("sink", "error", "words"),
     [
-        ("", ValueError, "not a directory"),  # was the working directory: one warning, then every event lost
-        (".", ValueError, "not a directory"),
+        ("", ValueError, "got an empty path"),  # was the working directory: one warning, then every event lost
+        (".", ValueError, "got a directory"),
         ({"path": "events.jsonl"}, TypeError, "not dict"),  # was a file named `path`
         (b"events.jsonl", TypeError, "not bytes"),
     ],
