@@ -173,17 +173,19 @@ class _Compiler:
         for statement in file.statements:
             if isinstance(statement, ast.Let):
                 name = statement.name
-                if name.name in lets:
+                value = self.shallow(self.expr(statement.value, lets), statement.value, lets)
+                if name.name in lets:  # the first stays: what follows is checked as the lints read it
                     self.error("duplicate-let", f"`{name.name}` is already defined in this file", name.span)
-                elif name.name in BUILTIN_FACTS or name.name in self.custom:
+                elif name.name in BUILTIN_FACTS or name.name in self.custom:  # the name stays the fact's
                     self.error(
                         "duplicate-let",
                         f"`{name.name}` is the name of a fact",
                         name.span,
                         "pick another name for the `let`",
                     )
-                lets[name.name] = self.shallow(self.expr(statement.value, lets), statement.value, lets)
-                visible = None
+                else:
+                    lets[name.name] = value
+                    visible = None
             else:
                 if visible is None:
                     visible = dict(lets)

@@ -44,7 +44,7 @@ def lint(program: Program, files: Sequence[ast.PolicyFile], *, deep: bool = True
     for f in files:  # a `let` belongs to its file: another file may give its name another condition
         lets: dict[str, ast.Expr] = {}
         for s in f.statements:
-            if isinstance(s, ast.Let):
+            if isinstance(s, ast.Let) and s.name.name not in BUILTIN_FACTS:  # a fact's name stays the fact's
                 lets.setdefault(s.name.name, s.value)
         own = [s for s in f.statements if isinstance(s, ast.Route)]
         found += _contradictions(own, lets)
