@@ -133,25 +133,27 @@ def _cases_from_text(text: str, shown: str) -> tuple[list[Case], list[Diagnostic
     if not isinstance(data, list):
         return [], [Diagnostic("test-invalid", "a decision test file is a list of cases", _span(source, data))]
     cases, problems = [], []
-    named: dict[str, Case] = {}
+    named: dict[str, Span] = {}  # each name's first case, valid or not
     for index, item in enumerate(data):
         where = _item_span(source, data, index)
         found = _check_case(item, where, source)
+        name = found.name if isinstance(found, Case) else isinstance(item, dict) and item.get("name")
+        if name:
+            first = named.setdefault(str(name), where)
+            if first is not where:  # reports and pytest ids tell cases apart by name
+                problems.append(
+                    Diagnostic(
+                        "test-duplicate-name",
+                        f"a second case named `{name}`",
+                        where,
+                        "warning",
+                        help=f"the first is at {first}; give each case a name of its own",
+                    )
+                )
         if isinstance(found, list):
             problems += found
-            continue
-        first = named.setdefault(found.name, found)
-        if first is not found:  # reports and pytest ids tell cases apart by name
-            problems.append(
-                Diagnostic(
-                    "test-duplicate-name",
-                    f"a second case named `{found.name}`",
-                    where,
-                    "warning",
-                    help=f"the first is at {first.span}; give each case a name of its own",
-                )
-            )
-        cases.append(found)
+        else:
+            cases.append(found)
     return cases, problems
 
 

@@ -176,8 +176,10 @@ def _events(path: Path, damaged: list[str]) -> Iterator[dict[str, Any]]:
         except ValueError:  # an integer of thousands of digits: Python reads at most 4,300
             damaged.append(f"{path}:{number}:1: not a JSON event: a number too long to read")
             continue
-        if isinstance(event, dict):
+        if isinstance(event, dict) and isinstance(event.get("event"), str):
             yield event
+        else:  # `[1, 2]`, `"text"`, `{"event": 5}`: JSON, but no event
+            damaged.append(f"{path}:{number}:1: not a JSON event: an event is an object with an `event` name")
 
 
 def _outcome(order: list[str], error: str | None) -> str:

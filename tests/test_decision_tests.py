@@ -346,3 +346,11 @@ def test_a_second_case_of_one_name_is_a_warning(make_config: Callable[..., Path]
         "a second case named `fine`",
     )
     assert warning.span is not None and warning.span.line == 4
+
+
+def test_a_second_case_of_one_name_is_a_warning_even_when_it_is_invalid(make_config: Callable[..., Path]) -> None:
+    # the case's own problem was reported, and the name it repeats was not
+    invalid = GOOD.replace("order: [work, personal]", "first: work") + "  facts: 5\n"
+    directory = make_config(REGISTRY, CARD, tests={"cases.yaml": GOOD + invalid})
+    _, problems = decision_tests.run_files(policyrouter.load(directory), [directory / "tests" / "cases.yaml"])
+    assert sorted(p.code for p in problems) == ["test-duplicate-name", "test-invalid"]

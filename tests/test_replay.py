@@ -135,8 +135,14 @@ def test_a_damaged_line_is_skipped_and_said_where(
     config, events, request_id = recorded
     nested = b"[" * 100_000 + b"]" * 100_000 + b"\n"
     huge = b'{"event": "attempt", "junk": ' + b"9" * 5000 + b"}\n"  # more digits than Python reads
+    not_events = b'[1, 2]\n"text"\n{"event": 5}\n'  # JSON, but no event: skipped without a word
     events.write_bytes(
-        b'{"event": "attempt", "note": "caf\xc3\n' + nested + huge + events.read_bytes() + b'{"event": "succ'
+        b'{"event": "attempt", "note": "caf\xc3\n'
+        + nested
+        + huge
+        + not_events
+        + events.read_bytes()
+        + b'{"event": "succ'
     )
     code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", request_id])
     assert code == 0 and "the outcome is the same" in capsys.readouterr().out
@@ -145,10 +151,11 @@ def test_a_damaged_line_is_skipped_and_said_where(
         f"{events}:1:34: not UTF-8 text: byte 0xc3 here: skipped",
         f"{events}:2:1: not a JSON event: nested too deeply: skipped",
         f"{events}:3:1: not a JSON event: a number too long to read: skipped",
+        *(f"{events}:{n}:1: not a JSON event: an event is an object with an `event` name: skipped" for n in (4, 5, 6)),
         f"{events}:{last}:11: not a JSON event: Unterminated string starting at: skipped",
     ]
     code = main(["explain", "--config", str(config), "--replay", str(events), "--request-id", "elsewhere"])
-    assert code == 1 and "4 damaged lines skipped" in capsys.readouterr().err
+    assert code == 1 and "7 damaged lines skipped" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("order", [5, [{"a": 1}], "sonnet@work"], ids=["a number", "not names", "a string"])
