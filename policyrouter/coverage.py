@@ -219,8 +219,8 @@ class Coverage:
             fired = step.fired
             if fired is None:
                 hits[id(route), "none"] += 1
-            elif fired.condition is None:  # fired without a condition to record
-                hits[id(fired), "true" if fired.kind == "when" else fired.kind] += 1
+            elif fired.kind != "when":  # an `otherwise` or a bare action: no condition to record
+                hits[id(fired), fired.kind] += 1
 
     def record_all(self, decisions: Iterable[Decision | None]) -> Coverage:
         for decision in decisions:

@@ -146,6 +146,8 @@ class _Walk:
         results: list[ConditionResult] = []
         for clause in clauses:
             if clause.condition is None:
+                if clause.kind == "when":  # a condition settled true when compiled: tried all the same
+                    results.append(ConditionResult(clause, True))
                 return tuple(results), clause, clause.action
             value = bool(clause.condition(self.ctx))
             results.append(ConditionResult(clause, value))

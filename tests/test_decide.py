@@ -870,6 +870,16 @@ def test_explain_mentions_each_evaluated_condition_with_its_value(
     assert not any("otherwise" in line for line in lines)  # never reached
 
 
+@pytest.mark.parametrize("condition", ["true", "quota(work) >= 0%"])
+def test_explain_shows_a_condition_settled_true_when_compiled(
+    router_for: Callable[..., policyrouter.Router], condition: str
+) -> None:
+    # folded into a bare action, it was left out of `explain`: the `when` seemed not to be there
+    decision = router_for(REGISTRY, f"route sonnet when {condition} prefer personal").decide("sonnet", facts={})
+    assert [(r.clause.condition_text, r.value) for r in decision.steps[0].conditions] == [(condition, True)]
+    assert f"  when {condition}  → true" in decision.explain()
+
+
 def test_explain_of_a_refusal_names_the_code_and_the_reasons(
     router_for: Callable[..., policyrouter.Router],
 ) -> None:
