@@ -238,6 +238,7 @@ class RedisStore(StateStore):
                 self.url, "the `redis` package is not installed", "pip install 'policyrouter[redis]'"
             ) from e
         self._errors_type = redis_lib.RedisError
+        self._closed = False
         self.prefix = key_prefix
         self._zset = f"{key_prefix}reservations"
         _check_url(url, self.url)
@@ -258,8 +259,14 @@ class RedisStore(StateStore):
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except self._errors_type as e:
-            raise StateError(self.url, f"{type(e).__name__}: {e}", "is the Redis server running and reachable?") from e
+        except Exception as e:
+            if self._closed:  # redis-py on a connection closed under it raises what it happens to meet
+                raise StateError(self.url, "the store was closed while a request used it", _CLOSED_HELP) from e
+            if isinstance(e, self._errors_type):
+                raise StateError(
+                    self.url, f"{type(e).__name__}: {e}", "is the Redis server running and reachable?"
+                ) from e
+            raise
 
     def _argv(self, now: float) -> list[Any]:
         return [self.prefix, repr(now)]
@@ -338,7 +345,11 @@ class RedisStore(StateStore):
             return int(self._reap_script(keys=[self._zset], args=self._argv(now)))
 
     def _close(self) -> None:
+        self._closed = True
         self.client.close()
+
+
+_CLOSED_HELP = "close the router once the requests that use it are done (the end of its `with` block)"
 
 
 def _ms(ttl: float | None) -> str:

@@ -133,3 +133,21 @@ def test_a_password_comes_from_the_environment(redis_server: RedisServer, monkey
             open_store(registry).read(["k"])
     finally:
         server.stop()
+
+
+def test_a_store_closed_under_a_request_says_so(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a request still running when its router closed got redis-py's TypeError from hiredis, or "is the
+    # Redis server running and reachable?" about a server that was fine
+    registry = make_registry()
+    store = RedisStore(registry, redis_server.url, key_prefix="closed:", clock=FakeClock())
+    work = deployment(registry, "sonnet@work")
+    store.close()
+
+    def what_a_closed_connection_meets(*args: object, **kwargs: object) -> None:
+        raise TypeError("argument must be an int, or have a fileno() method.")
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", what_a_closed_connection_meets)
+    with pytest.raises(StateError, match="the store was closed while a request used it"):
+        store.read(["quota:work"])
+    with pytest.raises(StateError, match="closed while a request used it"):
+        store.reserve(work, tokens=1, cost=0.01)  # a hard budget: refused, not let through
