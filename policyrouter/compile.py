@@ -775,7 +775,7 @@ class _Compiler:
                 )
                 continue
             seen[target] = node
-            matched = matches[target] = self.models_matching(target)
+            matched = matches[target] = self.served(target)[0]
             literal = len(target.replace("*", ""))
             for model in matched:
                 current = by_model.get(model)
