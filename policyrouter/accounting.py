@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +106,9 @@ def _field(obj: Any, name: str, raw: bool = False) -> Any:
     value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
     if raw:
         return value
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf:
+        return int(value)
+    return None  # not given, or no count (`-1000`, NaN): as a provider that reports none
 
 
 def price_of(registry: Registry, deployment: Deployment, served_model: str | None) -> Price | None:

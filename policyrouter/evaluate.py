@@ -260,7 +260,7 @@ def _refusal(program: Program, decision: Decision, walk: _Walk) -> DecisionError
             capabilities=sorted(needed),
             models=offering,
         )
-    over_budget = [e for e in walk.excluded if e.code in ("budget", "unknown_price")]
+    over_budget = {e.deployment.key: e for e in walk.excluded if e.code in ("budget", "unknown_price")}.values()
     if over_budget:
         return DecisionError(
             "budget_exceeded",

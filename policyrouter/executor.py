@@ -72,8 +72,10 @@ POLICY_KWARGS = {
     "context_window_fallback_dict": "a request too long for a deployment's context window goes to the next "
     "deployment whose window is larger; name larger models with `fallback MODEL` in the route",
 }
-# What a deployment with a `base_url` and no `api_key_env` is called with: OpenAI-compatible servers
-# without authentication take any key, and litellm reads none from the environment when given one.
+# What a deployment of litellm's `openai` type (an OpenAI-compatible server) with a `base_url` and no
+# `api_key_env` is called with: such servers without authentication take any key, and given one,
+# litellm does not send OPENAI_API_KEY. (Other types with a `base_url`, Azure's or Bedrock's, are
+# called with their own credentials from the environment, as litellm reads them.)
 NO_KEY = "no-key"
 _litellm: ModuleType | None = None
 _T = TypeVar("_T")
@@ -221,8 +223,11 @@ def _let_go(call: _Call, reserved: asyncio.Future[_Try | None]) -> None:
     """Release what a cancelled request's reservation holds, on a worker thread as every store step
     of an off-loop request: this runs on the loop's thread, which a store's lock would hold up."""
     if not reserved.cancelled() and reserved.exception() is None and (attempt := reserved.result()) is not None:
-        # not an API failure: released, nothing counted
-        asyncio.get_running_loop().run_in_executor(None, call.failed, attempt, asyncio.CancelledError())
+        cancelled = asyncio.CancelledError()  # not an API failure: released, nothing counted
+        try:
+            asyncio.get_running_loop().run_in_executor(None, call.failed, attempt, cancelled)
+        except RuntimeError:  # the executor is shutting down (`asyncio.run` ending): release it here
+            call.failed(attempt, cancelled)
 
 
 async def _first_async(stream: Any) -> Any:
@@ -425,7 +430,7 @@ class _Call:
         kwargs["messages"] = self.messages
         if api_key:
             kwargs["api_key"] = api_key
-        elif d.base_url:  # litellm would send its provider type's key from the environment to this server
+        elif d.base_url and d.litellm_model.startswith("openai/"):  # else OPENAI_API_KEY goes to this server
             kwargs["api_key"] = NO_KEY
         if d.base_url:
             kwargs["api_base"] = d.base_url

@@ -663,6 +663,13 @@ def test_unsupported_capability_names_it_and_the_models_that_offer_it(
     assert error.details == {"capabilities": ["pdf"], "models": ["gemini-pro"]}
 
 
+def test_a_model_reached_twice_over_a_budget_is_named_once(router_for: Callable[..., policyrouter.Router]) -> None:
+    policy = "route haiku fallback sonnet, gpt-4o\nroute sonnet requires vision fallback gpt-4o"
+    error = _refusal(router_for(REGISTRY, policy), "haiku", facts={"spend": {"run": 5}})
+    assert error.code == "budget_exceeded"
+    assert error.message.count("gpt-4o@openai") == 1
+
+
 def test_a_model_that_offers_it_but_is_routed_elsewhere_says_where(
     router_for: Callable[..., policyrouter.Router],
 ) -> None:

@@ -102,6 +102,30 @@ def test_a_request_cancelled_while_it_reserves_holds_nothing(
     assert failure["thread"] != loop_thread
 
 
+def test_a_request_cancelled_while_it_reserves_as_the_loop_ends_holds_nothing(
+    make_router: Any, llm: LoopbackLLM, state_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `asyncio.run` ending (Ctrl-C, the main task cancelled) shuts its executor down while the reserve
+    # runs: the release could not be handed to it, and the hold stayed until its lease ended
+    router = sqlite_router(make_router, state_file)
+    reserve = router.store.reserve
+
+    def slow_reserve(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)
+        return reserve(*args, **kwargs)
+
+    monkeypatch.setattr(router.store, "reserve", slow_reserve)
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_later(0.25, asyncio.current_task().cancel)  # type: ignore[union-attr]
+        await router.acompletion("sonnet", hi())
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+    assert in_flight(router) == 0
+    assert llm.calls() == []
+
+
 @pytest.mark.parametrize("streaming", [False, True], ids=["reply", "stream closed early"])
 def test_a_request_cancelled_while_its_books_wait_for_a_worker_still_keeps_them(
     make_router: Any, llm: LoopbackLLM, state_file: Path, events: list[dict[str, Any]], streaming: bool

@@ -24,6 +24,7 @@ from loopback_server import (
 )
 
 from policyrouter import AllDeploymentsFailed, ExecutorOptions, RequestRejected
+from policyrouter.executor import import_litellm
 
 # -- how a call is made -------------------------------------------------------------------------
 
@@ -56,6 +57,21 @@ def test_a_server_without_a_key_variable_gets_no_key_from_the_environment(
     (call,) = llm.calls()
     assert call.provider == "work"
     assert call.headers["authorization"] == "Bearer no-key"
+
+
+def test_a_provider_of_another_type_with_a_base_url_keeps_its_own_credentials(
+    make_router: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Azure's and Bedrock's servers are named by a base_url and their keys read by litellm: a placeholder
+    # key sent Azure `api-key: no-key`, and turned Bedrock's AWS signature into a bearer token
+    sent: list[dict[str, Any]] = []
+    litellm = import_litellm()
+    monkeypatch.setattr(litellm, "completion", lambda **kwargs: sent.append(kwargs) or litellm.ModelResponse())
+    azure = REGISTRY.replace(
+        "    litellm_provider: openai\n    api_key_env: PR_TEST_KEY_WORK\n", "    litellm_provider: azure\n"
+    )
+    make_router(azure).completion("sonnet", hi())
+    assert sent[0]["model"] == "azure/claude-sonnet-4" and "api_key" not in sent[0]
 
 
 def test_tools_go_to_the_provider_as_given(make_router: Any, llm: LoopbackLLM) -> None:
@@ -160,6 +176,19 @@ def test_success_settles_actual_usage_at_the_registry_price(
     assert success["tokens"] == {"input": 1000, "output": 200, "reasoning": 50}
     assert success["cost"] == pytest.approx(expected)
     assert success["latency"] > 0
+
+
+def test_a_usage_count_that_is_no_count_is_taken_as_not_reported(
+    make_router: Any, llm: LoopbackLLM, events: list[dict[str, Any]]
+) -> None:
+    # the store refuses a negative settle: the served request failed with a ValueError, its hold kept
+    llm.script("work", ok(prompt_tokens=-1000, completion_tokens=200))
+    router = make_router()
+    router.completion("sonnet", hi())
+    assert spend(router) == pytest.approx(200 * 15.00 / 1e6)
+    assert router.live_facts.in_flight("work") == 0
+    (success,) = of_kind(events, "success")
+    assert success["tokens"]["input"] >= 0
 
 
 def test_n_replies_are_held_for_n_times_the_output(
