@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -12,8 +13,11 @@ from typing import Any
 from policyrouter.quantities import format_quantity
 from policyrouter.registry import Registry
 from policyrouter.state import layout as keys
+from policyrouter.state.errors import StateError
 from policyrouter.state.model import Usage
 from policyrouter.state.store import StateStore
+
+log = logging.getLogger("policyrouter.state")
 
 COLUMNS = ("KIND", "NAME", "WINDOW", "USED", "RESERVED", "LIMIT", "LEFT", "RESETS")
 RUNS_SHOWN = 10  # the table lists the runs that spent most; JSON lists them all
@@ -59,7 +63,10 @@ def collect(registry: Registry, store: StateStore, run_id: str | None = None) ->
     """Every limit's usage in its current window and each provider's health, in one read of the store."""
     run = run_id or store.run_id
     now = store.now().astimezone(registry.settings.timezone)
-    store.reap()  # reservations of crashed processes should not show as held
+    try:
+        store.reap()  # reservations of crashed processes should not show as held
+    except StateError:  # a state file this user may only read, or one held locked: shown as it is
+        log.info("expired reservations of %s were not dropped", store.url, exc_info=True)
     layout = store.layout
     meters = [
         *layout.quota_meters(now, run),

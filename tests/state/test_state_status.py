@@ -7,7 +7,7 @@ import json
 import pytest
 from state_helpers import FakeClock, StoreFactory, deployment, make_registry
 
-from policyrouter.state import StateStore, status_report
+from policyrouter.state import StateError, StateStore, status_report
 from policyrouter.state.memory import MemoryStore
 
 EXPECTED_TABLE = """\
@@ -104,6 +104,8 @@ def test_status_lists_the_runs_that_spent_most_first(store_factory: StoreFactory
         held = store.reserve(work, tokens=1, cost=1, run_id=f"batch-{i:02}")
         store.settle(held, input_tokens=1, output_tokens=1, cost=0.5 + i)
     store.release(store.reserve(work, tokens=1, cost=1, run_id="failed"), error="HTTP 500")
+    for cost in (0.1, 0.2):  # released, its holds come back to float noise (2.8e-17), not 0: not listed
+        store.release(store.reserve(work, tokens=1, cost=cost, run_id="noise"))
     store.reserve(work, tokens=1, cost=0.25, run_id="in-flight")
     data = json.loads(status_report(registry, store, "json"))
     listed = [(r["run_id"], r["spent"], r["reserved"]) for r in data["runs"]]
@@ -120,3 +122,18 @@ def test_status_of_a_registry_without_limits(clock: FakeClock) -> None:
     assert "no quotas, budgets or rate limits in the registry" in text
     with pytest.raises(ValueError, match="table"):
         status_report(bare, MemoryStore(bare, clock=clock), "yaml")
+
+
+def test_status_of_a_state_it_cannot_write_shows_expired_holds_as_they_are(clock: FakeClock) -> None:
+    # `status` only reads, yet failed on a read-only state file whenever a lease had expired: it drops them
+    registry = make_registry()
+    store = MemoryStore(registry, clock=clock, reservation_ttl=60)
+    store.reserve(deployment(registry, "sonnet@personal"), tokens=1, cost=1)
+    clock.advance(61)
+
+    def read_only(now: float) -> int:
+        raise StateError(store.url, "cannot write `state.db` (attempt to write a readonly database)")
+
+    store._reap = read_only  # type: ignore[method-assign]
+    month = {x["name"]: x for x in json.loads(status_report(registry, store, "json"))["limits"]}["month"]
+    assert (month["used"], month["reserved"]) == (0, 1)
