@@ -207,7 +207,9 @@ def _request_problems(request: Mapping[str, Any], source: Source) -> Iterator[Di
                 token_count(key, parse_count(request[key]))
             except ValueError:
                 value = _value_span(source, request, key)
-                yield Diagnostic("test-invalid", f"`{key}` is a whole number of tokens such as `2000` or `8k`", value)
+                yield Diagnostic(
+                    "test-invalid", f"`{key}` is a whole number of tokens, 0 to 2**53, such as `2000` or `8k`", value
+                )
 
 
 def _expect_problems(expect: Mapping[str, Any], source: Source) -> Iterator[Diagnostic]:
@@ -222,6 +224,11 @@ def _expect_problems(expect: Mapping[str, Any], source: Source) -> Iterator[Diag
     if expect.get("order") is not None and not isinstance(expect["order"], list):
         where = _value_span(source, expect, "order")
         yield Diagnostic("test-invalid", "`order` is a list, such as `[work, personal]`", where)
+    elif isinstance(expect.get("order"), list) and not all(
+        isinstance(x, (str, int, float)) and not isinstance(x, bool) and str(x) for x in expect["order"]
+    ):  # `[work, ~]`, `[work, [personal]]`, `[""]`
+        where = _value_span(source, expect, "order")
+        yield Diagnostic("test-invalid", "`order` lists deployments by name, such as `[work, personal]`", where)
     elif expect.get("order") == []:
         where = _value_span(source, expect, "order")
         yield Diagnostic(
@@ -231,7 +238,7 @@ def _expect_problems(expect: Mapping[str, Any], source: Source) -> Iterator[Diag
             help="expect the refusal: `error: no_route` (or the code it has)",
         )
     for key, one in (("first", "one deployment, such as `work` or `gpt-4o@openai`"), ("error", "one refusal code")):
-        if isinstance(expect.get(key), (Mapping, list)):
+        if isinstance(expect.get(key), (Mapping, list)) or expect.get(key) == "":
             yield Diagnostic("test-invalid", f"`{key}` takes {one}", _value_span(source, expect, key))
     code = expect.get("error")
     if code is not None and not isinstance(code, (Mapping, list)) and str(code) not in REFUSAL_CODES:

@@ -150,7 +150,7 @@ def test_every_problem_of_a_case_is_reported_once(tmp_path: Path) -> None:
     assert [(p.span.line, p.span.column, p.message) for p in problems if p.span is not None] == [
         (2, 13, "unknown key `modle`"),
         (2, 34, "`tags` is a list, such as `[batch]`"),
-        (2, 49, "`tokens` is a whole number of tokens such as `2000` or `8k`"),
+        (2, 49, "`tokens` is a whole number of tokens, 0 to 2**53, such as `2000` or `8k`"),
         (3, 19, "unknown refusal code `budget_exceded`"),
         (1, 3, "`facts` is a mapping such as `{quota: {work: 15%}}`"),
     ]
@@ -166,13 +166,29 @@ NULLS_AND_FRACTIONS = [
     ("request: {model: sonnet}\n  expect: {first: ~}", "`first` needs a value"),
     ("request: {model: sonnet}\n  expect: {order: ~}", "`order` needs a value"),
     ("request: {model: sonnet}\n  expect: {order: []}", "an empty `order` never comes"),
+    ("request: {model: sonnet}\n  expect: {order: [work, ~]}", "`order` lists deployments by name"),
+    ("request: {model: sonnet}\n  expect: {order: [work, [personal]]}", "`order` lists deployments by name"),
+    ('request: {model: sonnet}\n  expect: {first: ""}', "`first` takes one deployment"),
+    ("request: {model: sonnet, tokens: 99999999999999999999}\n  expect: {first: work}", "0 to 2**53"),
 ]
 
 
 @pytest.mark.parametrize(
     ("case", "problem"),
     NULLS_AND_FRACTIONS,
-    ids=["null model", "number model", "1.5 tokens", "error", "first", "order", "empty order"],
+    ids=[
+        "null model",
+        "number model",
+        "1.5 tokens",
+        "error",
+        "first",
+        "order",
+        "empty order",
+        "null in order",
+        "list in order",
+        "empty first",
+        "tokens too many",
+    ],
 )
 def test_a_value_that_is_no_value_is_an_invalid_case(tmp_path: Path, case: str, problem: str) -> None:
     path = tmp_path / "cases.yaml"

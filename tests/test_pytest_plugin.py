@@ -230,14 +230,13 @@ def test_a_decision_that_reads_the_clock_warns(sample: Path) -> None:
             """
         )
     )
-    (sample / "tests" / "clock.yaml").write_text(
-        "- name: personal at any hour\n  request: {model: sonnet}\n  facts: {quota: {work: 10%}}\n"
-        "  expect: {first: personal}\n"
-    )
+    case = "  request: {model: sonnet}\n  facts: {quota: {work: 10%}}\n  expect: {first: personal}\n"
+    allowed = "# policyrouter: allow test-reads-clock\n- name: allowed to read it\n" + case  # as `test` allows it
+    (sample / "tests" / "clock.yaml").write_text("- name: personal at any hour\n" + case + allowed)
     result = run_pytest(sample, "tests/test_clock.py", "tests/clock.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "2 passed, 2 warnings" in out
+    assert "3 passed, 2 warnings" in out
     assert "tests/test_clock.py:6: UserWarning: the decision read `hour` (" in out  # the second call only
     assert "PytestWarning: `personal at any hour` read `hour` (" in out
     assert "facts: {hour: " in out
