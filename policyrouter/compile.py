@@ -151,6 +151,7 @@ class _Compiler:
         self.spend_scopes = tuple(dict.fromkeys((*GLOBAL_BUDGETS, *registry.budgets)))
         self.later_lets: dict[str, Span] = {}  # every `let` of the file being compiled, to say "used too early"
         self.serving: dict[str, tuple[list[str], frozenset[str]]] = {}  # by route target, see `served`
+        self.ranks: dict[tuple[str, ...], dict[str, int]] = {}  # each list of providers an action names: its order
         self.readers: dict[str, _Lowered] = {}  # each built-in fact's reader, shared by every use of the fact
         self.comparisons: dict[tuple[Any, ...], Condition] = {}  # each `fact OP literal` closure, shared likewise
 
@@ -317,7 +318,11 @@ class _Compiler:
                 if ident.name in self.registry.providers:
                     self.check_serves(ident, route)
             text = f"{verb} {', '.join([p.name for p in node.providers])}"
-            return program.Action(verb, tuple(providers), text=text, span=node.span)  # type: ignore[arg-type]
+            named = tuple(providers)
+            rank = self.ranks.get(named)
+            if rank is None:  # shared by the actions that name the same providers
+                rank = self.ranks[named] = {p: i for i, p in enumerate(named)}
+            return program.Action(verb, named, text=text, span=node.span, rank=rank)  # type: ignore[arg-type]
         if isinstance(node, ast.Use):
             model = self.model_name(node.model)
             return program.Action("use", model=model, text=f"use {node.model.name}", span=node.span)

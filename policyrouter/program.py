@@ -41,10 +41,7 @@ class Action:
     message: str | None = None  # for `deny`
     text: str = ""
     span: Span | None = field(default=None, compare=False)
-    rank: Mapping[str, int] = field(init=False, compare=False, repr=False)  # each provider's place in `providers`
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "rank", {p: i for i, p in enumerate(self.providers)})
+    rank: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)  # each provider's place
 
 
 @dataclass(frozen=True, slots=True)
