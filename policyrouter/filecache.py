@@ -10,9 +10,11 @@ readers' own packages and the Python version (`_code_fingerprint`). A reader tha
 nothing, so problems always come from the readers themselves, with their positions and hints.
 
 Entries live in `$XDG_CACHE_HOME/policyrouter` (default `~/.cache/policyrouter`), one per file read,
-replaced when the file changes. `POLICYROUTER_NO_CACHE=1` turns the cache off; a directory that cannot
-be created, read or written is the same as no cache. Entries are pickles, so a directory that is not
-the user's own, or that others may write to, is never read. Config files hold no secrets (a registry
+replaced when the file changes, and so does the parser's analysed grammar (`private_file`: Lark's own
+default, a file of a predictable name in the shared temporary directory, would load a pickle anyone
+could have put there). `POLICYROUTER_NO_CACHE` set to anything turns the cache off; a directory that
+cannot be created, read or written is the same as no cache. Entries are pickles, so a directory or an
+entry that is not the user's own, or that others may write to, is never read. Config files hold no secrets (a registry
 names environment variables, never their values), and so neither do the entries.
 """
 
@@ -73,6 +75,18 @@ class FileCache:
         self._store(entry, stamp, value)
         return value
 
+    def private_file(self, name: str) -> Path | None:
+        """A path in the cache for a pickle another reader keeps (Lark's analysed grammar), or None
+        when the directory, or a file already there, is not the user's alone: a pickle runs code."""
+        path = self.directory / name
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not _private(self.directory) or (path.exists() and not _private(path)):
+                return None
+        except OSError:
+            return None
+        return path
+
     def _entry(self, kind: str, source: Path) -> Path:
         """The one entry of the file: a new text of it replaces the old one. (Two files whose names
         collide take turns in it: a miss, never a wrong answer.)"""
@@ -82,7 +96,7 @@ class FileCache:
     def _load(self, entry: Path, stamp: tuple[object, ...]) -> object:
         """The value stored with `stamp`, else `_MISSING`."""
         try:
-            if not _private(self.directory):
+            if not _private(self.directory) or not _private(entry):  # an entry others may write is theirs
                 return _MISSING
             with entry.open("rb") as f:
                 if pickle.load(f) != stamp:
@@ -101,16 +115,18 @@ class FileCache:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not _private(self.directory):
                 return
-            temporary.write_bytes(data)
+            with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                f.write(data)  # the user's alone, whatever the umask
             os.replace(temporary, entry)  # readers see the old entry or the new one, never half of one
         except OSError:
             with contextlib.suppress(OSError):
                 temporary.unlink(missing_ok=True)
 
 
-def _private(directory: Path) -> bool:
-    """Whether only the current user can write to `directory` (always so where there are no uids)."""
-    info = directory.stat()
+def _private(path: Path) -> bool:
+    """Whether only the current user can write to `path`, a directory or a file (always so where
+    there are no uids)."""
+    info = path.stat()
     getuid = getattr(os, "getuid", None)
     if getuid is None:
         return True

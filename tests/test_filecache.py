@@ -15,6 +15,7 @@ import policyrouter
 from policyrouter import cli, config, filecache
 from policyrouter.filecache import FileCache
 
+ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = """\
 providers:
   work: {litellm_provider: anthropic, api_key_env: WORK_KEY, quota: {limit: 5M, unit: tokens, window: 5h}}
@@ -139,6 +140,41 @@ def test_a_directory_others_may_write_is_never_read(cache: FileCache, tmp_path: 
     read = Reader()
     cache.fetch("kind", tmp_path / "f", ("f", "text"), read)
     assert read.calls == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="no file owners here")
+def test_an_entry_others_may_write_is_never_read_and_entries_are_written_the_users_alone(
+    cache: FileCache, tmp_path: Path
+) -> None:
+    # under `umask 000` entries came out 0666 in a 0755 directory, and were read: anyone could plant one
+    old = os.umask(0)
+    try:
+        cache.fetch("kind", tmp_path / "f", ("f", "text"), Reader())
+    finally:
+        os.umask(old)
+    (entry,) = cache.directory.iterdir()
+    assert entry.stat().st_mode & 0o777 == 0o600
+    cache.directory.chmod(0o755)
+    entry.chmod(0o666)
+    read = Reader()
+    cache.fetch("kind", tmp_path / "f", ("f", "text"), read)
+    assert read.calls == 1
+
+
+def test_the_grammar_is_kept_in_the_users_cache_not_the_shared_temporary_directory(tmp_path: Path) -> None:
+    # Lark's default, a pickle of a predictable name in /tmp, ran whatever another user had put there
+    shared, home = tmp_path / "tmp", tmp_path / "cache"
+    shared.mkdir()
+    env = {**os.environ, "TMPDIR": str(shared), "XDG_CACHE_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    env.pop("POLICYROUTER_NO_CACHE", None)
+    script = "from policyrouter.parse import parse_policy; parse_policy('route a prefer b', 'p.policy')"
+    for _ in range(2):  # one run writes it, the next reads it
+        subprocess.run([sys.executable, "-c", script], env=env, check=True)
+    assert list(shared.iterdir()) == []
+    (kept,) = (home / "policyrouter").glob("grammar-*.pickle")
+    assert kept.stat().st_mode & 0o777 == 0o600
+    subprocess.run([sys.executable, "-c", script], env={**env, "POLICYROUTER_NO_CACHE": "1"}, check=True)
+    assert list(shared.iterdir()) == []
 
 
 def test_the_users_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
