@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "directory",
         nargs="?",
+        type=_path_arg,
         default=None,
         metavar="DIR",
         help="config directory, or a directory of them (default: --config or .)",
@@ -126,7 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--format", choices=("text", "json"), default="text", help="text, or the decision as JSON (`to_dict()`)"
     )
-    explain.add_argument("--replay", type=Path, metavar="EVENTS", help="a JSON-lines events file the executor wrote")
+    explain.add_argument(
+        "--replay", type=_path_arg, metavar="EVENTS", help="a JSON-lines events file the executor wrote"
+    )
     explain.add_argument("--request-id", metavar="ID", help="with --replay: the request whose decision to replay")
     explain.set_defaults(handler=cmd_explain)
 
@@ -134,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument(
         "files",
         nargs="*",
-        type=Path,
+        type=_path_arg,
         metavar="FILE",
         help="YAML decision tests, or directories of them (default: the config's tests/*.yaml)",
     )
@@ -159,7 +162,12 @@ def _parser() -> argparse.ArgumentParser:
 
     fmt = commands.add_parser("fmt", help="rewrite .policy files and registry.yaml in the canonical layout")
     fmt.add_argument(
-        "paths", nargs="*", type=Path, default=[Path(".")], metavar="PATH", help="files or directories (default: .)"
+        "paths",
+        nargs="*",
+        type=_path_arg,
+        default=[Path(".")],
+        metavar="PATH",
+        help="files or directories (default: .)",
     )
     fmt.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not formatted")
     fmt.add_argument("--diff", action="store_true", help="change nothing; print what would change")
@@ -204,6 +212,13 @@ def _count_arg(text: str) -> int:
     return value
 
 
+def _path_arg(text: str) -> Path:
+    """A path given on the command line: an empty one (`"$UNSET"`) is a mistake, not the working directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path: name a file or a directory (`.` for this one)")
+    return Path(text)
+
+
 def _percent_arg(text: str) -> float:
     try:
         value = float(text.strip().removesuffix("%"))
@@ -217,7 +232,7 @@ def _percent_arg(text: str) -> float:
 def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
-        type=Path,
+        type=_path_arg,
         default=Path("."),
         metavar="DIR",
         help="config directory with registry.yaml and *.policy (default: .)",
@@ -460,7 +475,7 @@ def _test_files(paths: list[Path]) -> list[Path] | None:
             problem = "not a regular file" if path.exists() else "no such file or directory"
             print(f"error: {problem}: {path}", file=sys.stderr)
             return None
-    return files
+    return list({os.path.realpath(f): f for f in files}.values())  # a file named twice runs once
 
 
 # -- schema -------------------------------------------------------------------------------------
@@ -575,7 +590,8 @@ def cmd_reset(args: argparse.Namespace) -> int:
     if _missing_state_file(registry) is not None:  # nothing recorded: nothing to forget, no file to make
         gone = 0
     else:
-        with open_store(registry) as store:
+        # the run to forget is named, or none is: not $POLICYROUTER_RUN_ID, which a bad value would fail on
+        with open_store(registry, run_id=args.run or "policyrouter-reset") as store:
             gone = store.reset(run_id=args.run, provider=args.provider)
     print(f"forgot {gone} counter{'s' if gone != 1 else ''}")
     return EXIT_OK

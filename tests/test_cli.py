@@ -563,7 +563,7 @@ def test_status_and_reset_name_a_wrong_directory_as_check_does(run: Callable[...
     assert result.err.splitlines()[0] == "nowhere: error[config-missing]: no directory `nowhere`"
 
 
-@pytest.mark.parametrize("command", [["status"], ["explain", "sonnet"], ["reset", "--run", "r"]])
+@pytest.mark.parametrize("command", [["status"], ["explain", "sonnet"]])
 def test_a_bad_run_id_in_the_environment_is_a_usage_error(
     card: Path, run: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
@@ -574,6 +574,33 @@ def test_a_bad_run_id_in_the_environment_is_a_usage_error(
     result = run(*command, "--config", "cfg")
     assert result.code == 2
     assert result.err.splitlines()[-1].startswith("error: $POLICYROUTER_RUN_ID: run id `bad id` must be")
+
+
+@pytest.mark.parametrize(
+    "command", [["status", "--run", "r"], ["reset", "--run", "r"], ["reset", "--provider", "work"]]
+)
+def test_a_bad_run_id_in_the_environment_is_moot_where_the_command_names_its_run(
+    card: Path, run: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # `reset --run r` failed on $POLICYROUTER_RUN_ID, which it does not use, where `status --run r` did not
+    with policyrouter.load(card) as router:
+        router.store.reserve(router.registry.models["sonnet"].deployments[0], tokens=1, cost=0.0)
+    monkeypatch.setenv("POLICYROUTER_RUN_ID", "bad id")
+    assert run(*command, "--config", "cfg").code == 0
+
+
+@pytest.mark.parametrize(
+    "argv", [["fmt", ""], ["check", ""], ["test", "--config", ""], ["explain", "sonnet", "--config", ""]]
+)
+def test_an_empty_path_is_a_usage_error(card: Path, run: Callable[..., Run], argv: list[str]) -> None:
+    # `fmt "$UNSET"` formatted every file under the working directory: "" read as "."
+    result = run(*argv)
+    assert result.code == 2 and "an empty path" in result.err
+
+
+def test_a_test_file_named_twice_runs_once(card: Path, run: Callable[..., Run]) -> None:
+    result = run("test", "--config", "cfg", "cfg/tests", "cfg/tests/card.yaml", "./cfg/tests/card.yaml")
+    assert result.code == 0 and result.out.splitlines()[-1] == run("test", "--config", "cfg").out.splitlines()[-1]
 
 
 def test_a_directory_with_nothing_of_a_config_says_so_once(run: Callable[..., Run]) -> None:
