@@ -78,9 +78,16 @@ def check_custom_facts(facts: Mapping[Any, object]) -> dict[str, Fact]:
             raise ValueError(f"`{name}` is a built-in fact: give yours another name")
         if name in FACT_KEYS:
             raise ValueError(f"`{name}` names a fact the router keeps for itself: give yours another name")
+        head = name.partition(".")[0]
+        if "." in name and (head in BUILTIN_FACTS or head in FACT_KEYS):  # `quota.work` is `quota(work)`'s key
+            raise ValueError(f"`{name}` reads as the built-in fact `{head}`: give yours another name")
         if not isinstance(fact, Fact):
             raise TypeError(f"the fact `{name}` is a `policyrouter.Fact(type, fn)`, not {type(fact).__name__}")
         checked[name] = fact
+    for name in checked:  # `q.len` and `q(len)` would be one value
+        for other in checked:
+            if name.startswith(other + "."):
+                raise ValueError(f"`{name}` starts with the fact `{other}`: give one of them another name")
     return checked
 
 

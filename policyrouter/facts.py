@@ -302,6 +302,11 @@ def nest_facts(flat: Mapping[str, Any], custom: Mapping[str, Fact] | None = None
         if value is None:
             continue
         kind, dot, name = key.partition(".")
+        if key not in custom:  # a fact of your own with an argument may hold a dot itself: `q.len` of `eu`
+            kind, dot, name = next(
+                ((f, ".", key[len(f) + 1 :]) for f, fact in custom.items() if fact.arg and key.startswith(f + ".")),
+                (kind, dot, name),
+            )
         by_name = dot and key not in custom and (kind in NAMED_FACTS or (kind in custom and custom[kind].arg))
         into = out.setdefault(kind, {}) if by_name else out
         if not isinstance(into, dict) or (not by_name and isinstance(out.get(key), dict)):

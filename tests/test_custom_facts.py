@@ -97,8 +97,27 @@ COUNT = Fact("count", lambda _: 0)
         ({"queue depth": COUNT}, ValueError, "a fact's name is one a policy can write"),
         ({"not": COUNT}, ValueError, "a fact's name is one a policy can write"),
         ({5: COUNT}, ValueError, "got 5"),
+        # `quota.work` took the place of the built-in `quota(work)` in every decision, eligibility too
+        ({"quota.work": COUNT}, ValueError, "`quota.work` reads as the built-in fact `quota`"),
+        ({"cooldown.work": COUNT}, ValueError, "reads as the built-in fact `cooldown`"),
+        # `q(len)` and `q.len` were one value: a string compared as a count raised a TypeError
+        (
+            {"q": Fact("string", lambda _: "x", arg=True), "q.len": COUNT},
+            ValueError,
+            "`q.len` starts with the fact `q`",
+        ),
     ],
-    ids=["not a Fact", "a built-in name", "a name the router keeps", "a space", "an operator", "not a string"],
+    ids=[
+        "not a Fact",
+        "a built-in name",
+        "a name the router keeps",
+        "a space",
+        "an operator",
+        "not a string",
+        "a built-in fact's key",
+        "a key the router keeps",
+        "another fact's key",
+    ],
 )
 def test_facts_a_policy_could_not_read_are_refused_at_load(
     tmp_path: Path, facts: dict[object, object], error: type[Exception], message: str
@@ -132,3 +151,15 @@ def test_a_function_that_gives_a_value_not_of_its_type_is_named(tmp_path: Path, 
     )
     with pytest.raises(TypeError, match=rf"the fact `mine` \({kind}\) gave"):
         router.decide("sonnet", facts={})
+
+
+def test_a_decision_on_a_dotted_fact_with_an_argument_is_made_again_from_its_facts(tmp_path: Path) -> None:
+    # `q.len.eu` was split at its first dot: "unknown fact `q.len.eu`", so replay could not make it again
+    from policyrouter.facts import nest_facts
+
+    facts = {"q.len": Fact("count", lambda region: 10, arg=True)}
+    router = _router(tmp_path, 'route sonnet when q.len("eu") > 5 only personal\n', facts)
+    decision = router.decide("sonnet", facts={})
+    assert decision.facts["q.len.eu"] == 10
+    again = router.decide("sonnet", facts=nest_facts(decision.facts, facts))
+    assert [d.key for d in again.order] == [d.key for d in decision.order] == ["sonnet@personal"]
