@@ -311,8 +311,8 @@ def _first_hole(
     combos = itertools.islice(itertools.product(*(dims[k] for k in keys)), MAX_CASES_PER_ROUTE)
     for values in combos:
         facts = nest_facts(dict(zip(keys, values, strict=True)))
-        try:
-            source = StaticFacts(registry, facts)
+        try:  # the clock, where the search does not try it, is a fixed one: `check` says the same at any hour
+            source = StaticFacts(registry, {**_NOON_ON_A_WEDNESDAY, **facts})
         except FactsError:  # a value no live state could give: nothing to find there
             continue
         for request in requests:
@@ -326,8 +326,13 @@ def _first_hole(
                 decide(program, request, source)
             except DecisionError as e:
                 if e.code not in ("denied", "unknown_model"):
-                    return request, facts, alive
+                    read = e.decision.facts if e.decision is not None else {}
+                    clock = {k: v for k, v in _NOON_ON_A_WEDNESDAY.items() if k in read and k not in facts}
+                    return request, {**facts, **clock}, alive  # with the clock, if it was read, to say it again
     return None
+
+
+_NOON_ON_A_WEDNESDAY = {"hour": 12, "weekday": 3}
 
 
 def _eligible_alone(program: Program, plan: ModelPlan, request: Request, source: StaticFacts) -> str | None:
@@ -485,7 +490,7 @@ def _fact_value(head: str, value: float) -> str:
     kind = {"quota": "share", "budget": "share", "spend": "money", "cooldown": "duration", "latency": "duration"}
     if kind.get(head) == "duration" and not float(value).is_integer():  # just past `> 30s`: 30001ms, not 30s
         return f"{round(value * 1000)}ms"
-    return format_quantity(kind.get(head, "count"), value)
+    return format_quantity(kind.get(head, "count"), value).replace(",", "")  # as `--fact` reads it: `$1000.01`
 
 
 def _listing(names: Iterable[str]) -> str:

@@ -288,3 +288,20 @@ def test_a_fallback_that_goes_on_to_a_capable_model_can_serve(
     _config(tmp_path, "onward", {}, "route sonnet requires vision fallback local-coder\n" + onward, None)
     codes = [d.code for d in load_config(Path("onward"), deep=False).diagnostics]
     assert ("fallback-lacks-capability" in codes) is warned
+
+
+def test_the_search_for_holes_reads_a_fixed_clock_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `hour` compared with no literal came from the wall clock: `check` found this hole at noon and not
+    # at 01:00, and its help left the hour out, so the facts it gave did not leave nothing again
+    monkeypatch.chdir(tmp_path)
+    _config(tmp_path, "clock", {}, "route sonnet when hour > weekday only personal\n", None)
+    (hole,) = [d for d in load_config(Path("clock"), deep=True).diagnostics if d.code == "no-eligible-deployment"]
+    assert hole.help is not None and "hour: 12" in hole.help and "weekday: 3" in hole.help
+
+
+def test_the_facts_of_a_hole_are_written_as_fact_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `$1,000.01`, which `--fact spend.month=...` refuses as "not a number"
+    monkeypatch.chdir(tmp_path)
+    _config(tmp_path, "money", {}, "route sonnet when spend(month) > $1000 only personal\n", None)
+    (hole,) = [d for d in load_config(Path("money"), deep=True).diagnostics if d.code == "no-eligible-deployment"]
+    assert hole.help is not None and "spend: {month: $1000.01}" in hole.help
