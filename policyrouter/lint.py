@@ -255,12 +255,21 @@ class _Onward:
         pending = [model]
         while pending:
             name = pending.pop()
-            for route in [*self.named.get(name, ()), *(r for r in self.globs if _glob_match(r.target.name, name))]:
+            for route in self.serving(name):
                 for onward in _walk_names(route):
                     if onward not in reached and onward != model:
                         reached.add(onward)
                         pending.append(onward)
         return reached
+
+    def serving(self, model: str) -> list[ast.Route]:
+        """The routes that serve `model`, as compile picks them: its own, else its most specific glob."""
+        own = self.named.get(model)
+        if own:
+            return own
+        matching = [r for r in self.globs if _glob_match(r.target.name, model)]
+        literal = lambda r: len(r.target.name.replace("*", ""))  # noqa: E731
+        return [max(matching, key=literal)] if matching else []  # the first of a tie, as compile takes
 
 
 def _glob_match(pattern: str, name: str) -> bool:

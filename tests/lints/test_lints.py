@@ -276,6 +276,8 @@ ONWARD = [  # `local-coder` lacks vision; whether where its route goes on to has
     ('route local-coder when tag("x") use sonnet\n', False),
     ("route local-coder fallback sonnet\nroute gpt-4o fallback local-coder\n", False),
     ("route gpt-* use sonnet\n", True),  # a glob that does not match it
+    ("route local-coder strategy in_order\nroute local-* fallback gpt-4o\n", True),  # its own route applies
+    ("route local-* strategy in_order\nroute *coder fallback gpt-4o\n", True),  # so does the most specific glob
     ("", True),
 ]
 
