@@ -307,7 +307,7 @@ def _first_hole(
     registry = program.registry
     model = plan.model
     conditions = list(_conditions(node, lets))
-    dims = _fact_dimensions(registry, plan, conditions)
+    dims = _fact_dimensions(registry, plan, conditions, lets)
     tags = sorted(_tags(conditions))
     tokens = sorted({0, *(t for t in _literals(conditions, "tokens") if t <= (model.context_window or math.inf))})
     requests = [
@@ -353,11 +353,13 @@ def _eligible_alone(program: Program, plan: ModelPlan, request: Request, source:
     return None
 
 
-def _fact_dimensions(registry: Registry, plan: ModelPlan, conditions: Sequence[ast.Expr]) -> dict[str, list[Any]]:
+def _fact_dimensions(
+    registry: Registry, plan: ModelPlan, conditions: Sequence[ast.Expr], lets: Mapping[str, ast.Expr]
+) -> dict[str, list[Any]]:
     """Each fact the route reads, with the boundary values of its comparisons; and each provider of
     the model available or cooling down."""
     dims: dict[str, list[Any]] = {}
-    for key, kind, literals in _compared_facts(conditions):
+    for key, kind, literals in _compared_facts(conditions, lets):
         lo, hi = (
             (0.0, 1.0)
             if kind == "share"
@@ -384,11 +386,13 @@ def _fact_dimensions(registry: Registry, plan: ModelPlan, conditions: Sequence[a
     return dims
 
 
-def _compared_facts(conditions: Sequence[ast.Expr]) -> Iterator[tuple[str, str, list[float]]]:
+def _compared_facts(
+    conditions: Sequence[ast.Expr], lets: Mapping[str, ast.Expr]
+) -> Iterator[tuple[str, str, list[float]]]:
     found: dict[str, tuple[str, list[float]]] = {}
     for expr in conditions:
         for fact, literal in _compared(expr):
-            key_kind = _fact_key(fact)
+            key_kind = _fact_key(fact, lets)
             if key_kind is not None and isinstance(literal, ast.Literal) and isinstance(literal.value, float):
                 key, kind = key_kind
                 found.setdefault(key, (kind, []))[1].append(literal.value)
@@ -396,7 +400,10 @@ def _compared_facts(conditions: Sequence[ast.Expr]) -> Iterator[tuple[str, str, 
         yield key, kind, literals
 
 
-def _fact_key(node: ast.Expr) -> tuple[str, str] | None:
+def _fact_key(node: ast.Expr, lets: Mapping[str, ast.Expr]) -> tuple[str, str] | None:
+    seen = 0
+    while isinstance(node, ast.Name) and node.name in lets and seen < ast.MAX_NESTING:  # `let q = quota(work)`
+        node, seen = lets[node.name], seen + 1
     if isinstance(node, ast.Call) and isinstance(node.arg, ast.Ident):
         builtin = BUILTIN_FACTS.get(node.func.name)
         if builtin is not None and builtin.arg in ("provider", "budget", "scope"):

@@ -307,3 +307,13 @@ def test_the_facts_of_a_hole_are_written_as_fact_reads_them(tmp_path: Path, monk
     _config(tmp_path, "money", {}, "route sonnet when spend(month) > $1000 only personal\n", None)
     (hole,) = [d for d in load_config(Path("money"), deep=True).diagnostics if d.code == "no-eligible-deployment"]
     assert hole.help is not None and "spend: {month: $1000.01}" in hole.help
+
+
+def test_a_fact_compared_through_a_let_that_holds_it_is_searched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `q < 20%` was no comparison of `quota(work)` to the search: the hole it leaves went unseen
+    monkeypatch.chdir(tmp_path)
+    _config(tmp_path, "held", {}, "let q = quota(work)\nroute sonnet when q < 20% only work\n", None)
+    (hole,) = [d for d in load_config(Path("held"), deep=True).diagnostics if d.code == "no-eligible-deployment"]
+    assert hole.help is not None and "quota: {work: " in hole.help
