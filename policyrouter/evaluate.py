@@ -68,12 +68,12 @@ def decide(program: Program, request: Request, facts: FactSource) -> Decision:
     walk.visit(request.model, request.requires)
     excluded = walk.excluded
     if walk.revisited and excluded:  # a model routed twice: say why each deployment left out is left out, once
-        placed, kept = walk.placed, dict[str, Exclusion]()
-        for e in walk.excluded:  # the first reason, but one that is not a capability the other route needed
-            key = e.deployment.key
-            if key not in placed and (key not in kept or (kept[key].code == "capability" != e.code)):
-                kept[key] = e
-        excluded = list(kept.values())
+        kept: dict[str, Exclusion] = {}
+        for e in walk.excluded:  # the first reason, but rather one that is not a capability another route needed
+            first = kept.get(e.deployment.key)
+            if first is None or (first.code == "capability" and e.code != "capability"):
+                kept[e.deployment.key] = e
+        excluded = [e for key, e in kept.items() if key not in walk.placed]
     decision = Decision(request, tuple(walk.order), tuple(excluded), tuple(walk.steps), ctx.read)
     if walk.denied is not None:
         error = DecisionError("denied", walk.denied)
