@@ -10,7 +10,7 @@ from typing import Any
 
 from policyrouter.registry import Registry
 from policyrouter.state.model import Check, Counter, Hold, Op
-from policyrouter.state.store import StateStore, fits, forgets
+from policyrouter.state.store import SWEEP_EVERY, StateStore, fits, forgets
 
 
 @dataclass(slots=True)
@@ -32,6 +32,7 @@ class MemoryStore(StateStore):
         self._lists: dict[str, list[float]] = {}
         self._reservations: dict[str, tuple[float, tuple[Hold, ...]]] = {}
         self._next_lease_end = math.inf  # no reservation's lease ends before this
+        self._next_sweep = -math.inf  # when the counters whose window has passed are next deleted
 
     def _new_locks(self) -> None:
         super()._new_locks()
@@ -51,6 +52,10 @@ class MemoryStore(StateStore):
         return cell
 
     def _reap_locked(self, now: float) -> int:
+        if now >= self._next_sweep:  # a counter of a window gone by is never read or written again
+            self._next_sweep = now + SWEEP_EVERY
+            for key in [k for k, c in self._cells.items() if c.expires_at is not None and c.expires_at <= now]:
+                del self._cells[key]
         if now < self._next_lease_end:  # the common case: no lease has ended, nothing to scan
             return 0
         expired = [rid for rid, (until, _) in self._reservations.items() if until <= now]

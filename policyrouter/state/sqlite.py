@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from policyrouter.registry import Registry
 from policyrouter.state.errors import StateError
 from policyrouter.state.model import Check, Counter, Hold, Op
-from policyrouter.state.store import StateStore, fits, forgets
+from policyrouter.state.store import SWEEP_EVERY, StateStore, fits, forgets
 
 APPLICATION_ID = 0x50525354  # "PRST" in the file header: a policyrouter state file
 SCHEMA_VERSION = 1
@@ -52,10 +52,9 @@ CREATE INDEX samples_key ON samples (key, seq);
 
 MIN_SQLITE = (3, 35, 0)  # DELETE … RETURNING
 
-# Expired counters are deleted at most once a minute, by a scan: an index on `expires_at` would be
-# rewritten by every write. Until then reads skip them, and a write starts one afresh, as if it had been
-# deleted. `?{now}` is the transaction's instant.
-SWEEP_EVERY = 60.0
+# Expired counters are deleted at most once a minute (`SWEEP_EVERY`), by a scan: an index on
+# `expires_at` would be rewritten by every write. Until then reads skip them, and a write starts one
+# afresh, as if it had been deleted. `?{now}` is the transaction's instant.
 _FRESH = "expires_at <= ?{now}"
 _EXPIRY = f"expires_at = iif({_FRESH}, excluded.expires_at, coalesce(excluded.expires_at, expires_at))"
 _WRITE = {

@@ -42,6 +42,7 @@ from policyrouter.state.errors import (
 from policyrouter.state.layout import Layout, Meter
 from policyrouter.state.model import Check, Counter, Hold, Op, Reservation
 
+SWEEP_EVERY = 60.0  # seconds: how often a store deletes the counters whose window has passed
 log = logging.getLogger("policyrouter.state")
 
 Clock = Callable[[], datetime]

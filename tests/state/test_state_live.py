@@ -309,3 +309,16 @@ def test_a_failed_store_is_not_asked_again_for_a_while(clock: FakeClock, caplog:
     clock.advance(1.5)
     live.for_decision().quota_left("work")
     assert len(asked) == 2  # asked again once `ttl` has passed
+
+
+def test_the_memory_store_deletes_the_counters_of_windows_gone_by(clock: FakeClock) -> None:
+    # each minute's rpm counter, each 5h quota window's, was kept for as long as the process ran
+    registry = make_registry()
+    store = MemoryStore(registry, clock=clock)
+    work = deployment(registry, "sonnet@work")
+    sizes = []
+    for _ in range(50):
+        store.settle(store.reserve(work, tokens=10, cost=0.01), input_tokens=5, output_tokens=5, cost=0.01)
+        clock.advance(3600)  # an hour: the minute windows of the call before are long gone
+        sizes.append(len(store._cells))
+    assert max(sizes) < 20  # it was 4 more for each call

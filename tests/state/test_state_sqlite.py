@@ -13,7 +13,8 @@ from policyrouter.state import StateError, open_store
 from policyrouter.state.memory import MemoryStore
 from policyrouter.state.model import Check, Counter, Hold, Op
 from policyrouter.state.redis import RedisStore, redact
-from policyrouter.state.sqlite import APPLICATION_ID, SCHEMA, SCHEMA_VERSION, SWEEP_EVERY, SQLiteStore
+from policyrouter.state.sqlite import APPLICATION_ID, SCHEMA, SCHEMA_VERSION, SQLiteStore
+from policyrouter.state.store import SWEEP_EVERY
 
 
 def test_default_state_lives_under_the_config_dir(tmp_path: Path, clock: FakeClock) -> None:
