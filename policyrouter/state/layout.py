@@ -200,10 +200,7 @@ class Layout:
         return [m for s in self.registry.budgets if (m := self.spend(s, at, run_id)) is not None]
 
     def limited_rate_meters(self, at: datetime) -> list[Meter]:
-        keys = [
-            *self.registry.providers,
-            *(d.key for m in self.registry.models.values() for d in m.deployments),
-        ]
+        keys = [*self.registry.providers, *self.registry.deployments]
         meters = [self.rate(kind, k, at) for k in keys for kind in ("rpm", "tpm")]
         return [m for m in meters if m.limit is not None]
 
